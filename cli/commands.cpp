@@ -1,0 +1,10 @@
+#include "cli/commands.h"
+
+namespace neuroseg::cli {
+
+void add_all_commands(CLI::App& app) {
+  add_info_command(app);
+  add_convert_command(app);
+}
+
+}  // namespace neuroseg::cli

@@ -1,0 +1,15 @@
+# libFuzzer targets for the parsers that see untrusted bytes. Built with clang, without
+# torch, so CI can run them for a bounded time in seconds of build.
+find_package(nlohmann_json 3 REQUIRED)
+include(NeurosegCompression)
+add_library(neuroseg_light STATIC ${NEUROSEG_LIGHT_SOURCES})
+target_include_directories(neuroseg_light PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(neuroseg_light PUBLIC nlohmann_json::nlohmann_json neuroseg::compression)
+set(_san -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -g -O1)
+target_compile_options(neuroseg_light PRIVATE ${_san})
+foreach(name fuzz_zarr fuzz_nifti_header)
+  add_executable(${name} tests/fuzz/${name}.cpp)
+  target_compile_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined -g -O1)
+  target_link_options(${name} PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(${name} PRIVATE neuroseg_light)
+endforeach()
