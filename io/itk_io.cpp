@@ -103,7 +103,7 @@ Volume read_with(const std::string& path, itk::ImageIOBase* io) {
   v.data = wrap_buffer<T>(image.GetPointer(), image->GetBufferPointer(), shape, ncomp);
   v.geometry = geometry_from_itk<D>(image.GetPointer());
   v.source.spatial_dims = D == 2 ? 2 : 3;
-  v.source.channel_axis = ncomp > 1 ? "component" : (D == 4 && shape[0] > 1 ? "time" : "none");
+  v.source.channel_axis = ncomp > 1 ? "vector" : (D == 4 && shape[0] > 1 ? "4d" : "none");
   return v;
 }
 
@@ -219,7 +219,7 @@ void write_itk(const Volume& v, const std::string& path, Format format, const Wr
         set_itk_geometry<3>(image.GetPointer(), v.geometry);
         image->GetPixelContainer()->SetImportPointer(buffer, n, false);
         write_image(image.GetPointer(), out.path(), io, compress);
-      } else if (v.source.channel_axis == "time" && format != Format::Tiff) {
+      } else if (v.source.channel_axis == "4d" && format != Format::Tiff) {
         auto image = itk::Image<T, 4>::New();
         set_region(image.GetPointer(), {s[0], s[1], s[2], nc});
         set_itk_geometry<4>(image.GetPointer(), v.geometry);

@@ -83,13 +83,14 @@ Volume read_nifti(const std::string& path) {
   uint8_t hdr_bytes[540] = {0};
   const int got = gzread(gz.f, hdr_bytes, 348);
   if (got < 0) throw Error(path, "corrupt gzip data (cannot decompress the header)");
-  NiftiHeader h = parse_nifti_header(hdr_bytes, static_cast<std::size_t>(got), path);
-  std::size_t header_size = 348;
-  if (h.version == 2) {
+  std::size_t header_size = static_cast<std::size_t>(got);
+  int32_t sizeof_hdr = 0;
+  std::memcpy(&sizeof_hdr, hdr_bytes, 4);
+  if (got == 348 && (sizeof_hdr == 540 || static_cast<int32_t>(__builtin_bswap32(sizeof_hdr)) == 540)) {
     gz_read_exact(gz.f, hdr_bytes + 348, 540 - 348, path, "the NIfTI-2 header");
-    h = parse_nifti_header(hdr_bytes, 540, path);
     header_size = 540;
   }
+  const NiftiHeader h = parse_nifti_header(hdr_bytes, header_size, path);
   // Skip extensions up to vox_offset.
   int64_t to_skip = h.vox_offset - static_cast<int64_t>(header_size);
   std::vector<uint8_t> skip(static_cast<std::size_t>(std::min<int64_t>(to_skip, 1 << 20)));
@@ -127,7 +128,7 @@ Volume read_nifti(const std::string& path) {
   v.source.dtype = dtype;
   v.source.nifti_version = h.version;
   v.source.spatial_dims = h.dim[0] >= 3 ? 3 : 2;
-  v.source.channel_axis = nc == 1 ? "none" : (h.dim[0] >= 5 && h.dim[4] == 1 ? "component" : "time");
+  v.source.channel_axis = nc == 1 ? "none" : (h.dim[0] >= 5 && h.dim[4] == 1 ? "vector" : "4d");
   v.source.qform_code = h.qform_code;
   v.source.sform_code = h.sform_code;
   v.source.xyzt_units = h.xyzt_units;
@@ -156,7 +157,7 @@ void write_nifti(const Volume& v, const std::string& path, const WriteOptions& o
     if (d > limit) throw Error(path, "dimension " + std::to_string(d) + " too large for NIfTI-1; write NIfTI-2 or zarr");
   h.dim = {3, s[0], s[1], s[2], 1, 1, 1, 1};
   if (nc > 1) {
-    if (v.source.channel_axis == "component") h.dim[0] = 5, h.dim[5] = nc, h.intent_code = 1007;  // vector
+    if (v.source.channel_axis == "vector") h.dim[0] = 5, h.dim[5] = nc, h.intent_code = 1007;  // vector
     else h.dim[0] = 4, h.dim[4] = nc;
   } else if (v.source.spatial_dims == 2 && s[2] == 1) {
     h.dim[0] = 2;

@@ -50,7 +50,7 @@ struct SourceInfo {
   double scl_slope = 1.0;           ///< NIfTI intensity scaling applied on read: v = raw*slope + inter
   double scl_inter = 0.0;
   int spatial_dims = 3;             ///< 2 for a single image/slice stored without a z axis
-  std::string channel_axis = "none";  ///< "none", "time" (4th dim) or "component" (vector pixel)
+  std::string channel_axis = "none";  ///< "none", "4d" (4th dim) or "vector" (vector pixel)
   int nifti_version = 1;            ///< NIfTI-1 or NIfTI-2 (kept on write to .nii)
   int qform_code = 1;               ///< NIfTI codes kept on write (0 = unknown)
   int sform_code = 1;

@@ -109,7 +109,7 @@ Volume read_zarr(const std::string& path) {
   v.source.path = path;
   v.source.dtype = dtype;
   v.source.spatial_dims = nd == 2 ? 2 : 3;
-  v.source.channel_axis = v.data.size(0) > 1 ? "component" : "none";
+  v.source.channel_axis = v.data.size(0) > 1 ? "4d" : "none";
 
   const fs::path attrs_path = fs::path(path) / ".zattrs";
   if (fs::exists(attrs_path)) {
@@ -126,6 +126,8 @@ Volume read_zarr(const std::string& path) {
       zyx("offset", v.geometry.origin);
       for (double s : v.geometry.spacing)
         if (!(s > 0) || !std::isfinite(s)) throw Error(attrs_path.string(), "\"resolution\" must be positive");
+      if (a.contains("channel_axis") && v.data.size(0) > 1 && a.at("channel_axis") == "vector")
+        v.source.channel_axis = "vector";
       if (a.contains("direction")) {
         const auto d = a.at("direction").get<std::vector<double>>();
         if (d.size() != 9) throw Error(attrs_path.string(), "\"direction\" must have 9 values");
@@ -174,6 +176,7 @@ void write_zarr(const Volume& v, const std::string& path, const WriteOptions& op
     attrs["resolution"] = res;
     attrs["offset"] = off;
     attrs["direction"] = std::vector<double>(v.geometry.direction.begin(), v.geometry.direction.end());
+    if (v.channels() > 1) attrs["channel_axis"] = v.source.channel_axis;
     std::ofstream(dir / ".zattrs") << attrs.dump(4);
   }
   auto* base = static_cast<uint8_t*>(dense.data_ptr());

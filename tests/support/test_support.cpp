@@ -40,7 +40,7 @@ io::Volume make_volume(io::DType dtype, int64_t c, int64_t z, int64_t y, int64_t
   v.geometry.origin = {-12.5, 30.25, 7.0};
   const double a = 0.3;  // rotation about z, then a flip of the y axis
   v.geometry.direction = {std::cos(a), std::sin(a), 0, std::sin(a), -std::cos(a), 0, 0, 0, 1};
-  v.source.channel_axis = c > 1 ? "time" : "none";
+  v.source.channel_axis = c > 1 ? "4d" : "none";
   return v;
 }
 
