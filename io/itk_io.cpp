@@ -4,6 +4,10 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
 
 #include <itkGDCMImageIO.h>
 #include <itkGDCMSeriesFileNames.h>
@@ -25,6 +29,11 @@ namespace {
 std::string one_line(const itk::ExceptionObject& e) {
   std::string s = e.GetDescription();
   std::replace(s.begin(), s.end(), '\n', ' ');
+  // Drop ITK's "ITK ERROR: NrrdImageIO(0x55d...): " prefix: the file is named by our caller.
+  static const std::regex prefix(R"(^\s*ITK ERROR:\s*\w+\(0x[0-9a-f]+\):\s*)");
+  s = std::regex_replace(s, prefix, "");
+  // teem (NRRD) chains its call stack as "[nrrd] f: trouble [nrrd] g: ...": keep the cause.
+  if (auto last = s.rfind("[nrrd] "); last != std::string::npos) s = s.substr(last + 7);
   while (!s.empty() && (s.back() == ' ' || s.back() == '.')) s.pop_back();
   return s.empty() ? "ITK error" : s;
 }
@@ -107,6 +116,56 @@ Volume read_with(const std::string& path, itk::ImageIOBase* io) {
   return v;
 }
 
+// MetaIO only prints "data not read completely" for a short payload and returns success,
+// so a truncated .mha/.mhd would load with garbage: check the payload size ourselves.
+void check_metaimage_payload(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::string line, data_file;
+  std::map<std::string, std::string> keys;
+  std::streamoff header_end = 0;
+  while (std::getline(f, line)) {
+    const auto eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    auto trim = [](std::string t) {
+      t.erase(0, t.find_first_not_of(" \t\r"));
+      t.erase(t.find_last_not_of(" \t\r") + 1);
+      return t;
+    };
+    keys[trim(line.substr(0, eq))] = trim(line.substr(eq + 1));
+    if (trim(line.substr(0, eq)) == "ElementDataFile") {
+      header_end = f.tellg();
+      break;
+    }
+  }
+  if (!keys.count("ElementDataFile") || !keys.count("DimSize")) return;  // ITK reports these itself
+  static const std::map<std::string, int64_t> kSizes = {
+      {"MET_UCHAR", 1}, {"MET_CHAR", 1}, {"MET_SHORT", 2}, {"MET_USHORT", 2}, {"MET_INT", 4},
+      {"MET_UINT", 4}, {"MET_FLOAT", 4}, {"MET_DOUBLE", 8}, {"MET_LONG_LONG", 8}, {"MET_ULONG_LONG", 8}};
+  const auto type = kSizes.find(keys["ElementType"]);
+  if (type == kSizes.end()) return;
+  int64_t expected = type->second, dim = 0;
+  std::istringstream dims(keys["DimSize"]);
+  while (dims >> dim) expected *= dim;
+  if (keys.count("ElementNumberOfChannels")) expected *= std::max<int64_t>(1, std::stoll(keys["ElementNumberOfChannels"]));
+  const bool compressed = keys["CompressedData"] == "True";
+  if (compressed) {
+    if (!keys.count("CompressedDataSize")) return;
+    expected = std::stoll(keys["CompressedDataSize"]);
+  }
+  int64_t available = 0;
+  if (keys["ElementDataFile"] == "LOCAL") {
+    available = static_cast<int64_t>(std::filesystem::file_size(path)) - static_cast<int64_t>(header_end);
+  } else {
+    const auto raw = std::filesystem::path(path).parent_path() / keys["ElementDataFile"];
+    std::error_code ec;
+    if (!std::filesystem::exists(raw, ec)) throw Error(raw.string(), "data file named by " + path + " is missing");
+    available = static_cast<int64_t>(std::filesystem::file_size(raw));
+  }
+  if (available < expected)
+    throw Error(path, "truncated file: the voxel data needs " + std::to_string(expected) + " bytes, found " +
+                          std::to_string(available));
+}
+
 template <typename T>
 Volume read_dicom_series(const std::string& dir, const std::vector<std::string>& files) {
   using Image = itk::Image<T, 3>;
@@ -143,9 +202,20 @@ void write_image(Image* image, const std::string& path, itk::ImageIOBase* io, bo
   writer->Update();
 }
 
+// ITK's own warnings go to stderr as multi-line blocks; every problem we care about is
+// reported by us as one line instead.
+void quiet_itk() {
+  static const bool once = [] {
+    itk::Object::GlobalWarningDisplayOff();
+    return true;
+  }();
+  (void)once;
+}
+
 }  // namespace
 
 Volume read_itk(const std::string& path, Format format) {
+  quiet_itk();
   try {
     if (format == Format::Dicom && std::filesystem::is_directory(path)) {
       auto names = itk::GDCMSeriesFileNames::New();
@@ -165,6 +235,7 @@ Volume read_itk(const std::string& path, Format format) {
       v.source.dtype = dtype;
       return v;
     }
+    if (format == Format::MetaImage) check_metaimage_payload(path);
     itk::ImageIOBase::Pointer io = make_io(format);
     if (!io->CanReadFile(path.c_str())) throw Error(path, std::string("not a readable ") + format_name(format) + " file");
     io->SetFileName(path);
@@ -199,6 +270,7 @@ void write_itk(const Volume& v, const std::string& path, Format format, const Wr
                           " voxels here (uint8, int16, uint16, float32); pick --dtype or another format");
   const auto s = v.size_xyz();
   const int64_t nc = v.channels();
+  quiet_itk();
   AtomicOutput out(path);
   try {
     itk::ImageIOBase::Pointer io = make_io(format);

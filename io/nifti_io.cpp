@@ -21,21 +21,27 @@ struct GzFile {
   }
 };
 
+// zlib's error for a stream, as one of our messages ("truncated ..." / "corrupt ...").
+[[noreturn]] void throw_gz_error(gzFile f, const std::string& path, const char* what) {
+  int errnum = 0;
+  std::string msg = gzerror(f, &errnum);
+  if (msg.find("unexpected end of file") != std::string::npos)
+    throw Error(path, std::string("truncated file: the gzip stream ends inside ") + what);
+  if (auto colon = msg.rfind(": "); colon != std::string::npos) msg = msg.substr(colon + 2);  // drop the path
+  throw Error(path, "corrupt gzip data (" + msg + ")");
+}
+
 // Reads exactly n bytes or throws: distinguishes truncation from corrupt compression.
 void gz_read_exact(gzFile f, uint8_t* dst, int64_t n, const std::string& path, const char* what) {
   int64_t done = 0;
   while (done < n) {
     const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(n - done, 1 << 30));
     const int got = gzread(f, dst + done, chunk);
-    if (got < 0) {
-      int errnum = 0;
-      const char* msg = gzerror(f, &errnum);
-      throw Error(path, std::string("corrupt gzip data (") + (msg ? msg : "zlib error") + ")");
-    }
+    if (got < 0) throw_gz_error(f, path, what);
     if (got == 0) {
       int errnum = 0;
-      const char* msg = gzerror(f, &errnum);
-      if (errnum != Z_OK && errnum != Z_STREAM_END) throw Error(path, std::string("corrupt gzip data (") + msg + ")");
+      gzerror(f, &errnum);
+      if (errnum != Z_OK && errnum != Z_STREAM_END) throw_gz_error(f, path, what);
       throw Error(path, std::string("truncated file: ") + what + " needs " + std::to_string(n) + " bytes, found " +
                             std::to_string(done));
     }
@@ -82,7 +88,7 @@ Volume read_nifti(const std::string& path) {
   gzbuffer(gz.f, 1 << 17);
   uint8_t hdr_bytes[540] = {0};
   const int got = gzread(gz.f, hdr_bytes, 348);
-  if (got < 0) throw Error(path, "corrupt gzip data (cannot decompress the header)");
+  if (got < 0) throw_gz_error(gz.f, path, "the header");
   std::size_t header_size = static_cast<std::size_t>(got);
   int32_t sizeof_hdr = 0;
   std::memcpy(&sizeof_hdr, hdr_bytes, 4);
@@ -110,7 +116,7 @@ Volume read_nifti(const std::string& path) {
   gz_read_exact(gz.f, static_cast<uint8_t*>(raw.data_ptr()), raw.numel() * itemsize, path, "the voxel data");
   // Reading one byte past the payload makes zlib verify the gzip CRC of the whole member.
   uint8_t extra;
-  if (gzread(gz.f, &extra, 1) < 0) throw Error(path, "corrupt gzip data (checksum mismatch)");
+  if (gzread(gz.f, &extra, 1) < 0) throw_gz_error(gz.f, path, "the gzip trailer");
   if (h.byte_swapped) byteswap_buffer(static_cast<uint8_t*>(raw.data_ptr()), raw.numel(), itemsize);
 
   Volume v;
