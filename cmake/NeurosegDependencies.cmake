@@ -19,7 +19,10 @@ add_library(neuroseg_torch INTERFACE)
 add_library(neuroseg::torch ALIAS neuroseg_torch)
 # TORCH_LIBRARIES names libtorch_cuda; --no-as-needed keeps it loaded so that CUDA is
 # available on GPU machines. libcuda itself is never linked: torch dlopens the driver.
-target_link_libraries(neuroseg_torch INTERFACE "-Wl,--no-as-needed" ${TORCH_LIBRARIES} "-Wl,--as-needed")
+# libstdc++ goes first: the wheel's libtorch.so exports its own (statically linked, broken
+# when called from outside) copies of std::filesystem functions, and whichever library
+# comes first in DT_NEEDED wins the symbol. fs::remove_all crashed inside libtorch.so before.
+target_link_libraries(neuroseg_torch INTERFACE "-Wl,--no-as-needed" stdc++ ${TORCH_LIBRARIES} "-Wl,--as-needed")
 target_compile_options(neuroseg_torch INTERFACE $<$<COMPILE_LANGUAGE:CXX>:${TORCH_CXX_FLAGS}>)
 get_filename_component(NEUROSEG_TORCH_LIBDIR "${TORCH_LIBRARY}" DIRECTORY)
 set(CMAKE_BUILD_RPATH "${NEUROSEG_TORCH_LIBDIR}")
