@@ -43,7 +43,7 @@ nlohmann::json describe(const io::Volume& v) {
 std::string fmt3(const std::array<double, 3>& v) {
   std::ostringstream s;
   s.precision(6);
-  s << v[0] << " x " << v[1] << " x " << v[2];
+  s << v[0] + 0.0 << " x " << v[1] + 0.0 << " x " << v[2] + 0.0;
   return s.str();
 }
 
@@ -71,9 +71,9 @@ void add_info_command(CLI::App& app) {
                                      std::to_string(v.source.scl_inter) + ")").c_str() : "");
     std::printf("spacing      %s mm\n", fmt3(v.geometry.spacing).c_str());
     std::printf("origin       %s mm (LPS)\n", fmt3(v.geometry.origin).c_str());
-    std::printf("direction    [%g %g %g; %g %g %g; %g %g %g] (LPS, columns = i j k)\n", v.geometry.dir(0, 0),
-                v.geometry.dir(0, 1), v.geometry.dir(0, 2), v.geometry.dir(1, 0), v.geometry.dir(1, 1),
-                v.geometry.dir(1, 2), v.geometry.dir(2, 0), v.geometry.dir(2, 1), v.geometry.dir(2, 2));
+    auto d = [&](int r, int c) { return v.geometry.dir(r, c) + 0.0; };  // + 0.0: print 0, not -0
+    std::printf("direction    [%g %g %g; %g %g %g; %g %g %g] (LPS, columns = i j k)\n", d(0, 0), d(0, 1), d(0, 2),
+                d(1, 0), d(1, 1), d(1, 2), d(2, 0), d(2, 1), d(2, 2));
     std::printf("orientation  %s\n", v.geometry.orientation_code().c_str());
     if (j.contains("range"))
       std::printf("range        [%g, %g]\n", j["range"][0].get<double>(), j["range"][1].get<double>());

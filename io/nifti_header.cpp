@@ -132,7 +132,13 @@ NiftiHeader parse_nifti_header(const uint8_t* data, std::size_t size, const std:
   }
   h.datatype = r.get<int16_t>(L.datatype);
   h.bitpix = r.get<int16_t>(L.bitpix);
-  h.vox_offset = L.wide ? r.get<int64_t>(L.vox_offset) : static_cast<int64_t>(r.get<float>(L.vox_offset));
+  if (L.wide) {
+    h.vox_offset = r.get<int64_t>(L.vox_offset);
+  } else {
+    const float off = r.get<float>(L.vox_offset);  // NIfTI-1 stores it as a float
+    if (!(off >= 0.0f && off < 1e12f)) throw Error(subject, "corrupt NIfTI header: vox_offset is " + std::to_string(off));
+    h.vox_offset = static_cast<int64_t>(off);
+  }
   h.scl_slope = get_real(L.scl_slope);
   h.scl_inter = get_real(L.scl_inter);
   h.qform_code = get_code(L.qform_code);

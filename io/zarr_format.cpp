@@ -215,6 +215,9 @@ void copy_chunk(const ZarrArrayMeta& m, const std::vector<int64_t>& ci, uint8_t*
     return;
   }
   if (to_chunk) fill_with_fill_value(m, chunk, m.chunk_voxels());
+  const std::vector<int64_t> grid = m.chunk_grid();
+  for (std::size_t d = 0; d < nd; ++d)
+    if (ci.size() != nd || ci[d] < 0 || ci[d] >= grid[d]) return;  // outside the array: nothing to copy
   // Extent of this chunk inside the array, and C-order strides of both buffers.
   std::vector<int64_t> begin(nd), extent(nd), dstride(nd), cstride(nd);
   for (std::size_t d = 0; d < nd; ++d) {
