@@ -5,6 +5,8 @@ namespace neuroseg::cli {
 void add_all_commands(CLI::App& app) {
   add_info_command(app);
   add_convert_command(app);
+  add_list_models_command(app);
+  add_import_weights_command(app);
 }
 
 }  // namespace neuroseg::cli

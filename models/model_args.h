@@ -1,0 +1,46 @@
+#pragma once
+// Reading a model's JSON arguments strictly: every key must be known (did-you-mean on a
+// typo), every value must have the right type and range, and the message names the
+// argument. Used by each model's options_from_json.
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace neuroseg::models {
+
+/// Levenshtein distance, for did-you-mean suggestions.
+std::size_t edit_distance(const std::string& a, const std::string& b);
+/// The candidate closest to `word` (case-insensitive), or "" when none is close.
+std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
+
+class ModelArgs {
+ public:
+  /// `model` names the model in messages; `args` must be a JSON object (or null).
+  ModelArgs(std::string model, const nlohmann::json& args);
+
+  bool has(const std::string& key) const;
+  int64_t get_int(const std::string& key, int64_t fallback, int64_t min_value);
+  double get_double(const std::string& key, double fallback, double min_value);
+  bool get_bool(const std::string& key, bool fallback);
+  std::string get_string(const std::string& key, const std::string& fallback);
+  std::string get_choice(const std::string& key, const std::string& fallback, const std::vector<std::string>& choices);
+  std::vector<int64_t> get_int_list(const std::string& key, const std::vector<int64_t>& fallback, int64_t min_value);
+  /// A list whose items are either one int (all axes) or a list of `axes` ints.
+  std::vector<std::vector<int64_t>> get_per_axis_list(const std::string& key,
+                                                      const std::vector<std::vector<int64_t>>& fallback,
+                                                      int64_t axes, int64_t min_value);
+  /// Throws for any key not read by a get_* call, suggesting the closest one read.
+  void finish() const;
+  /// Throws io::Error("model '<name>'", "argument '<key>': <problem>").
+  [[noreturn]] void fail(const std::string& key, const std::string& problem) const;
+
+ private:
+  const nlohmann::json* find(const std::string& key);
+  std::string model_;
+  nlohmann::json args_;
+  std::set<std::string> known_;
+};
+
+}  // namespace neuroseg::models
