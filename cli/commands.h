@@ -12,6 +12,7 @@ void add_info_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
 void add_list_models_command(CLI::App& app);
 void add_import_weights_command(CLI::App& app);
+void add_segment_command(CLI::App& app);
 
 /// Adds every subcommand to `app` (cli/commands.cpp).
 void add_all_commands(CLI::App& app);

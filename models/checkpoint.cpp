@@ -43,21 +43,23 @@ c10::IValue unpickle(const std::string& path) {
 
 nlohmann::json CheckpointMeta::to_json() const {
   return {{"model", model}, {"args", args}, {"preprocessing", preprocessing}, {"labels", labels},
-          {"patch_size", patch_size}, {"training", training}};
+          {"patch_size", patch_size}, {"postprocessing", postprocessing}, {"training", training}};
 }
 
 CheckpointMeta CheckpointMeta::from_json(const nlohmann::json& j, const std::string& path) {
-  static const std::vector<std::string> kKeys = {"model", "args", "preprocessing", "labels", "patch_size", "training"};
+  static const std::vector<std::string> kKeys = {"model",      "args",           "preprocessing", "labels",
+                                                 "patch_size", "postprocessing", "training"};
   for (const auto& item : j.items())
     if (std::find(kKeys.begin(), kKeys.end(), item.key()) == kKeys.end())
       throw io::Error(path, "unknown checkpoint meta key '" + item.key() + "'");
   CheckpointMeta m;
   try {
-    m.model = j.at("model").get<std::string>();
+    m.model = j.value("model", std::string());
     m.args = j.value("args", nlohmann::json::object());
     m.preprocessing = j.value("preprocessing", nlohmann::json::object());
     m.labels = j.value("labels", nlohmann::json::object());
     m.patch_size = j.value("patch_size", std::vector<int64_t>{});
+    m.postprocessing = j.value("postprocessing", nlohmann::json::object());
     m.training = j.value("training", nlohmann::json::object());
   } catch (const nlohmann::json::exception& e) {
     throw io::Error(path, std::string("corrupt checkpoint meta (") + e.what() + ")");
@@ -105,6 +107,7 @@ LoadedModel load_checkpoint(const std::string& path) {
   }
   LoadedModel out;
   out.meta = CheckpointMeta::from_json(meta_json, path);
+  if (out.meta.model.empty()) throw io::Error(path, "checkpoint meta names no model");
   out.model = ModelRegistry::instance().create(out.meta.model, out.meta.args);
   std::map<std::string, at::Tensor> tensors;
   for (const auto& item : get("state_dict").toGenericDict()) tensors[item.key().toStringRef()] = item.value().toTensor();

@@ -30,6 +30,8 @@ struct CheckpointMeta {
   /// {"background": 0, "tumour": 1, ...}
   nlohmann::json labels = nlohmann::json::object();
   std::vector<int64_t> patch_size;   ///< (D, H, W)
+  /// {"largest_component": true, "fill_holes": true, "connectivity": 26}
+  nlohmann::json postprocessing = nlohmann::json::object();
   nlohmann::json training = nlohmann::json::object();  ///< free-form provenance (epochs, data, ...)
 
   nlohmann::json to_json() const;

@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/nn/functional/upsampling.h>
 
-#include "models/model_args.h"
+#include "io/json_args.h"
 
 namespace neuroseg::models {
 namespace {
@@ -22,7 +22,7 @@ at::Tensor resize(const at::Tensor& x, double scale) {
 
 PLSNetOptions PLSNetOptions::from_json(const nlohmann::json& json) {
   PLSNetOptions o;
-  ModelArgs a("plsnet", json);
+  io::JsonArgs a("model 'plsnet'", json);
   o.in_channels(a.get_int("in_channels", o.in_channels(), 1));
   o.out_channels(a.get_int("out_channels", o.out_channels(), 1));
   o.channels(a.get_int_list("channels", o.channels(), 1));

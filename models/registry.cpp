@@ -4,7 +4,7 @@
 #include <cctype>
 
 #include "io/error.h"
-#include "models/model_args.h"
+#include "io/json_args.h"
 
 namespace neuroseg::models {
 namespace {
@@ -32,7 +32,7 @@ void ModelRegistry::add(ModelEntry entry) {
 const ModelEntry& ModelRegistry::find(const std::string& name) const {
   for (const auto& e : entries_)
     if (lower(e.name) == lower(name)) return e;
-  const std::string near = closest_match(lower(name), names());
+  const std::string near = io::closest_match(lower(name), names());
   std::string list;
   for (const auto& n : names()) list += (list.empty() ? "" : ", ") + n;
   throw io::Error("model '" + name + "'", std::string("unknown model") +

@@ -5,12 +5,12 @@
 #include <nlohmann/json.hpp>
 
 #include "io/error.h"
-#include "models/model_args.h"
+#include "io/json_args.h"
 
 namespace neuroseg::models {
 
 TorchScriptModelImpl::TorchScriptModelImpl(const nlohmann::json& json) {
-  ModelArgs a("torchscript", json);
+  io::JsonArgs a("model 'torchscript'", json);
   path_ = a.get_string("path", "");
   if (path_.empty()) a.fail("path", "the TorchScript file to load is required, e.g. {\"path\": \"net.pt\"}");
   in_channels_ = a.get_int("in_channels", 1, 1);

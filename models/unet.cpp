@@ -5,7 +5,7 @@
 
 #include "io/error.h"
 #include "models/layers.h"
-#include "models/model_args.h"
+#include "io/json_args.h"
 
 namespace neuroseg::models {
 namespace {
@@ -31,7 +31,7 @@ Chain make_block(int dims, int64_t in, int64_t out, const std::vector<int64_t>& 
 
 UNetOptions UNetOptions::from_json(const nlohmann::json& json, int spatial_dims) {
   UNetOptions o;
-  ModelArgs a(spatial_dims == 3 ? "unet" : "unet2d", json);
+  io::JsonArgs a(spatial_dims == 3 ? "model 'unet'" : "model 'unet2d'", json);
   o.spatial_dims(spatial_dims);
   o.in_channels(a.get_int("in_channels", o.in_channels(), 1));
   o.out_channels(a.get_int("out_channels", o.out_channels(), 1));

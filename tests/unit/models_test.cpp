@@ -17,6 +17,7 @@
 #include "models/plsnet.h"
 #include "models/registry.h"
 #include "models/unet.h"
+#include "pipelines/autocast_guard.h"
 #include "support/test_support.h"
 
 using namespace neuroseg;
@@ -154,11 +155,14 @@ TEST_SUITE("models_unet") {
     const at::Tensor ref = m->forward(x);
     const at::Tensor cl = m->forward(x.contiguous(at::MemoryFormat::ChannelsLast3d));
     CHECK(at::allclose(cl, ref, 1e-4, 1e-4));
-    at::autocast::set_autocast_enabled(at::kCPU, true);
-    at::autocast::set_autocast_dtype(at::kCPU, at::kBFloat16);
-    const at::Tensor half = m->forward(x);
-    at::autocast::set_autocast_enabled(at::kCPU, false);
-    at::autocast::clear_cache();
+    at::Tensor half;
+    {
+      pipelines::AutocastGuard amp(at::kCPU, at::kBFloat16);
+      half = m->forward(x);
+      CHECK(at::autocast::is_autocast_enabled(at::kCPU));
+    }
+    CHECK_FALSE(at::autocast::is_autocast_enabled(at::kCPU));
+    CHECK((half.scalar_type() == at::kBFloat16));
     CHECK(at::isfinite(half).all().item<bool>());
     CHECK((half.to(at::kFloat) - ref).abs().max().item<double>() < 0.1 * ref.abs().max().item<double>() + 0.05);
   }

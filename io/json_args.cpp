@@ -1,11 +1,11 @@
-#include "models/model_args.h"
+#include "io/json_args.h"
 
 #include <algorithm>
 #include <cctype>
 
 #include "io/error.h"
 
-namespace neuroseg::models {
+namespace neuroseg::io {
 
 std::size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
@@ -31,23 +31,23 @@ std::string closest_match(const std::string& word, const std::vector<std::string
   return best;
 }
 
-ModelArgs::ModelArgs(std::string model, const nlohmann::json& args) : model_(std::move(model)), args_(args) {
+JsonArgs::JsonArgs(std::string subject, const nlohmann::json& args) : subject_(std::move(subject)), args_(args) {
   if (args_.is_null()) args_ = nlohmann::json::object();
-  if (!args_.is_object()) throw io::Error("model '" + model_ + "'", "arguments must be a JSON object");
+  if (!args_.is_object()) throw Error(subject_, "arguments must be a JSON object");
 }
 
-void ModelArgs::fail(const std::string& key, const std::string& problem) const {
-  throw io::Error("model '" + model_ + "'", "argument '" + key + "': " + problem);
+void JsonArgs::fail(const std::string& key, const std::string& problem) const {
+  throw Error(subject_, "argument '" + key + "': " + problem);
 }
 
-bool ModelArgs::has(const std::string& key) const { return args_.contains(key); }
+bool JsonArgs::has(const std::string& key) const { return args_.contains(key); }
 
-const nlohmann::json* ModelArgs::find(const std::string& key) {
+const nlohmann::json* JsonArgs::find(const std::string& key) {
   known_.insert(key);
   return args_.contains(key) ? &args_.at(key) : nullptr;
 }
 
-int64_t ModelArgs::get_int(const std::string& key, int64_t fallback, int64_t min_value) {
+int64_t JsonArgs::get_int(const std::string& key, int64_t fallback, int64_t min_value) {
   const auto* v = find(key);
   if (!v) return fallback;
   if (!v->is_number_integer()) fail(key, "expected an integer, got " + v->dump());
@@ -56,7 +56,7 @@ int64_t ModelArgs::get_int(const std::string& key, int64_t fallback, int64_t min
   return x;
 }
 
-double ModelArgs::get_double(const std::string& key, double fallback, double min_value) {
+double JsonArgs::get_double(const std::string& key, double fallback, double min_value) {
   const auto* v = find(key);
   if (!v) return fallback;
   if (!v->is_number()) fail(key, "expected a number, got " + v->dump());
@@ -65,21 +65,21 @@ double ModelArgs::get_double(const std::string& key, double fallback, double min
   return x;
 }
 
-bool ModelArgs::get_bool(const std::string& key, bool fallback) {
+bool JsonArgs::get_bool(const std::string& key, bool fallback) {
   const auto* v = find(key);
   if (!v) return fallback;
   if (!v->is_boolean()) fail(key, "expected true or false, got " + v->dump());
   return v->get<bool>();
 }
 
-std::string ModelArgs::get_string(const std::string& key, const std::string& fallback) {
+std::string JsonArgs::get_string(const std::string& key, const std::string& fallback) {
   const auto* v = find(key);
   if (!v) return fallback;
   if (!v->is_string()) fail(key, "expected a string, got " + v->dump());
   return v->get<std::string>();
 }
 
-std::string ModelArgs::get_choice(const std::string& key, const std::string& fallback,
+std::string JsonArgs::get_choice(const std::string& key, const std::string& fallback,
                                   const std::vector<std::string>& choices) {
   const auto* v = find(key);
   if (!v) return fallback;
@@ -93,7 +93,28 @@ std::string ModelArgs::get_choice(const std::string& key, const std::string& fal
   fail(key, "unknown value '" + s + "'" + (near.empty() ? "" : "; did you mean '" + near + "'?") + " (one of " + list + ")");
 }
 
-std::vector<int64_t> ModelArgs::get_int_list(const std::string& key, const std::vector<int64_t>& fallback,
+std::vector<double> JsonArgs::get_double_list(const std::string& key, const std::vector<double>& fallback,
+                                              double min_value) {
+  const auto* v = find(key);
+  if (!v) return fallback;
+  if (!v->is_array() || v->empty()) fail(key, "expected a non-empty list of numbers, got " + v->dump());
+  std::vector<double> out;
+  for (const auto& item : *v) {
+    if (!item.is_number()) fail(key, "expected numbers, got " + item.dump());
+    if (!(item.get<double>() >= min_value)) fail(key, "values must be >= " + std::to_string(min_value) + ", got " + item.dump());
+    out.push_back(item.get<double>());
+  }
+  return out;
+}
+
+nlohmann::json JsonArgs::get_object(const std::string& key) {
+  const auto* v = find(key);
+  if (!v) return nullptr;
+  if (!v->is_object()) fail(key, "expected a JSON object, got " + v->dump());
+  return *v;
+}
+
+std::vector<int64_t> JsonArgs::get_int_list(const std::string& key, const std::vector<int64_t>& fallback,
                                              int64_t min_value) {
   const auto* v = find(key);
   if (!v) return fallback;
@@ -107,7 +128,7 @@ std::vector<int64_t> ModelArgs::get_int_list(const std::string& key, const std::
   return out;
 }
 
-std::vector<std::vector<int64_t>> ModelArgs::get_per_axis_list(const std::string& key,
+std::vector<std::vector<int64_t>> JsonArgs::get_per_axis_list(const std::string& key,
                                                                const std::vector<std::vector<int64_t>>& fallback,
                                                                int64_t axes, int64_t min_value) {
   const auto* v = find(key);
@@ -132,17 +153,17 @@ std::vector<std::vector<int64_t>> ModelArgs::get_per_axis_list(const std::string
   return out;
 }
 
-void ModelArgs::finish() const {
+void JsonArgs::finish() const {
   const std::vector<std::string> known(known_.begin(), known_.end());
   for (const auto& item : args_.items()) {
     if (known_.count(item.key())) continue;
     const std::string near = closest_match(item.key(), known);
     std::string list;
     for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-    throw io::Error("model '" + model_ + "'", "unknown argument '" + item.key() + "'" +
+    throw Error(subject_, "unknown argument '" + item.key() + "'" +
                                                   (near.empty() ? "" : "; did you mean '" + near + "'?") +
                                                   " (valid: " + list + ")");
   }
 }
 
-}  // namespace neuroseg::models
+}  // namespace neuroseg::io

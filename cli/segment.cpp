@@ -1,0 +1,115 @@
+// neuroseg segment -i FILE|DIR -o OUT_DIR --model CKPT: batch segmentation with the
+// preprocessing stored in the checkpoint, outputs on the input's exact grid.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <torch/cuda.h>
+
+#include "cli/commands.h"
+#include "io/atomic_output.h"
+#include "io/error.h"
+#include "pipelines/progress.h"
+#include "pipelines/qc.h"
+#include "pipelines/segment.h"
+
+namespace fs = std::filesystem;
+
+namespace neuroseg::cli {
+
+c10::Device parse_device(const std::string& text) {
+  if (text == "auto") return torch::cuda::is_available() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  try {
+    const c10::Device d(text);
+    if (d.is_cuda() && !torch::cuda::is_available()) throw io::Error("--device " + text, "no CUDA device is available");
+    if (d.is_cuda() && d.has_index() && d.index() >= static_cast<int>(torch::cuda::device_count()))
+      throw io::Error("--device " + text, "only " + std::to_string(torch::cuda::device_count()) + " CUDA devices");
+    return d;
+  } catch (const c10::Error&) {
+    throw io::Error("--device " + text, "expected auto, cpu or cuda:N");
+  }
+}
+
+void add_segment_command(CLI::App& app) {
+  struct Args {
+    std::string input, out, model, device = "auto";
+    double overlap = 0.5;
+    int64_t batch = 2;
+    std::vector<int64_t> roi;
+    bool tta = false, probabilities = false, resume = false, no_qc = false, amp = false;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("segment", "Segment a volume or a folder of volumes with a trained checkpoint");
+  cmd->add_option("-i,--input", a->input, "Volume, DICOM folder, zarr array, or a folder of them")->required();
+  cmd->add_option("-o,--output", a->out, "Output folder (<case>_seg.nii.gz, qc/<case>.png, index.html)")->required();
+  cmd->add_option("--model", a->model, "Checkpoint written by neuroseg (train or import-weights)")->required();
+  cmd->add_option("--device", a->device, "auto, cpu or cuda:N");
+  cmd->add_option("--overlap", a->overlap, "Sliding-window overlap in [0, 1)")->check(CLI::Range(0.0, 0.95));
+  cmd->add_option("--batch", a->batch, "Windows per forward pass")->check(CLI::PositiveNumber);
+  cmd->add_option("--roi", a->roi, "Window size D H W (default: the checkpoint's patch size)")->expected(3);
+  cmd->add_flag("--tta", a->tta, "Average the 8 mirrored predictions (8x slower)");
+  cmd->add_flag("--amp", a->amp, "Mixed precision (fp16 on CUDA, bf16 on CPU)");
+  cmd->add_flag("--probabilities", a->probabilities, "Also write <case>_prob.nii.gz (float32 per class)");
+  cmd->add_flag("--resume", a->resume, "Skip cases whose output already exists");
+  cmd->add_flag("--no-qc", a->no_qc, "Do not write QC pictures and index.html");
+  cmd->callback([a] {
+    const std::vector<std::string> cases = pipelines::list_cases(a->input);
+    pipelines::Segmenter segmenter = pipelines::Segmenter::load(a->model, parse_device(a->device));
+    segmenter.window.overlap = a->overlap;
+    segmenter.window.batch = a->batch;
+    segmenter.window.mirror_tta = a->tta;
+    segmenter.window.amp = a->amp;
+    if (!a->roi.empty()) segmenter.window.roi = {a->roi[0], a->roi[1], a->roi[2]};
+    pipelines::SegmentOptions options;
+    options.probabilities = a->probabilities;
+    options.resume = a->resume;
+    options.qc = !a->no_qc;
+    fs::create_directories(a->out);
+
+    std::fprintf(stderr, "neuroseg segment: %zu case(s), model %s (%s) on %s\n", cases.size(), a->model.c_str(),
+                 segmenter.loaded.meta.model.c_str(), segmenter.window.device.str().c_str());
+    pipelines::ProgressBar bar(static_cast<int64_t>(cases.size()), "segment");
+    std::vector<pipelines::CaseResult> results;
+    std::vector<pipelines::GalleryEntry> gallery;
+    int failures = 0;
+    double total_seconds = 0;
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      pipelines::CaseResult r = pipelines::segment_case(segmenter, cases[i], a->out, options);
+      if (r.status == "failed") {
+        ++failures;
+        std::fprintf(stderr, "%sneuroseg: error: %s\n", isatty(2) ? "\r\033[K" : "", r.error.c_str());
+      }
+      total_seconds += r.seconds;
+      char note[256];
+      std::snprintf(note, sizeof(note), "%s %s %.1f s", r.name.c_str(), r.status.c_str(), r.seconds);
+      bar.update(static_cast<int64_t>(i + 1), note);
+      gallery.push_back({r.name, r.status == "ok" || (r.status == "skipped" && fs::exists(fs::path(a->out) / "qc" / (r.name + ".png")))
+                                     ? "qc/" + r.name + ".png" : "",
+                         r.status == "failed" ? "" : fs::path(r.output).filename().string(), r.status, r.seconds});
+      results.push_back(std::move(r));
+    }
+    // Summary CSV, gallery and a one-line summary.
+    {
+      io::AtomicOutput csv(a->out + "/segment_summary.csv");
+      std::ofstream f(csv.path());
+      f << "case,input,output,status,seconds,error\n";
+      for (const auto& r : results)
+        f << r.name << ",\"" << r.input << "\"," << (r.status == "failed" ? "" : r.output) << "," << r.status << ","
+          << r.seconds << ",\"" << r.error << "\"\n";
+      f.close();
+      csv.commit();
+    }
+    if (options.qc) pipelines::write_gallery(a->out + "/index.html", "neuroseg segment: " + a->input, gallery);
+    const int64_t done = static_cast<int64_t>(std::count_if(results.begin(), results.end(), [](const auto& r) { return r.status == "ok"; }));
+    const int64_t skipped = static_cast<int64_t>(results.size()) - done - failures;
+    std::printf("segmented %lld, skipped %lld, failed %d of %zu case(s); %.2f s per segmented case -> %s\n",
+                static_cast<long long>(done), static_cast<long long>(skipped), failures, results.size(),
+                done > 0 ? total_seconds / static_cast<double>(done) : 0.0, a->out.c_str());
+    if (failures > 0) throw io::Error(a->out, std::to_string(failures) + " of " + std::to_string(results.size()) + " case(s) failed (see segment_summary.csv)");
+  });
+}
+
+}  // namespace neuroseg::cli

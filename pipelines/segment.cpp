@@ -1,0 +1,161 @@
+#include "pipelines/segment.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include <ATen/ATen.h>
+
+#include "io/error.h"
+#include "io/json_args.h"
+#include "io/volume_io.h"
+#include "metrics/connected_components.h"
+#include "pipelines/qc.h"
+
+namespace fs = std::filesystem;
+
+namespace neuroseg::pipelines {
+namespace {
+
+const char* kExtensions[] = {".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".tif", ".tiff", ".dcm", ".zarr"};
+
+bool has_volume_extension(const std::string& name) {
+  for (const char* e : kExtensions) {
+    const std::string ext(e);
+    if (name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Postprocessing Postprocessing::from_json(const nlohmann::json& j) {
+  Postprocessing p;
+  io::JsonArgs a("checkpoint postprocessing", j);
+  p.largest_component = a.get_bool("largest_component", p.largest_component);
+  p.fill_holes = a.get_bool("fill_holes", p.fill_holes);
+  p.connectivity = static_cast<int>(a.get_int("connectivity", p.connectivity, 6));
+  if (p.connectivity != 6 && p.connectivity != 18 && p.connectivity != 26) a.fail("connectivity", "must be 6, 18 or 26");
+  a.finish();
+  return p;
+}
+
+Segmenter Segmenter::load(const std::string& checkpoint, const c10::Device& device) {
+  Segmenter s;
+  s.loaded = models::load_checkpoint(checkpoint);
+  try {
+    s.preprocessing = Preprocessing::from_json(s.loaded.meta.preprocessing);
+    s.postprocessing = Postprocessing::from_json(s.loaded.meta.postprocessing);
+  } catch (const io::Error& e) {
+    throw io::Error(checkpoint, e.what());
+  }
+  const int64_t k = s.loaded.model->out_channels();
+  // Labels: {"name": value}; network channel i produces the i-th smallest value.
+  for (const auto& item : s.loaded.meta.labels.items()) {
+    if (!item.value().is_number_integer()) throw io::Error(checkpoint, "label '" + item.key() + "' must have an integer value");
+    s.label_values.push_back(item.value().get<int64_t>());
+  }
+  std::sort(s.label_values.begin(), s.label_values.end());
+  if (s.label_values.empty())
+    for (int64_t i = 0; i < k; ++i) s.label_values.push_back(i);
+  if (static_cast<int64_t>(s.label_values.size()) != k)
+    throw io::Error(checkpoint, std::to_string(s.label_values.size()) + " labels for a model with " + std::to_string(k) +
+                                    " output channels");
+  const auto& ps = s.loaded.meta.patch_size;
+  if (ps.size() == 3) s.window.roi = {ps[0], ps[1], ps[2]};
+  s.window.device = device;
+  s.loaded.model->to(device);
+  s.loaded.model->eval();
+  return s;
+}
+
+std::vector<std::string> list_cases(const std::string& input) {
+  std::error_code ec;
+  if (!fs::exists(input, ec)) throw io::Error(input, "no such file or folder");
+  if (!fs::is_directory(input) || fs::exists(fs::path(input) / ".zarray")) return {input};
+  std::vector<std::string> cases;
+  for (const auto& entry : fs::directory_iterator(input)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name[0] == '.') continue;
+    if (has_volume_extension(name) || (entry.is_directory() && fs::exists(entry.path() / ".zarray"))) cases.push_back(entry.path().string());
+  }
+  if (cases.empty()) cases.push_back(input);  // maybe a DICOM series folder: read_volume decides
+  std::sort(cases.begin(), cases.end());
+  return cases;
+}
+
+std::string case_name(const std::string& path) {
+  std::string name = fs::path(path).filename().string();
+  if (name.empty()) name = fs::path(path).parent_path().filename().string();
+  for (const char* e : kExtensions) {
+    const std::string ext(e);
+    if (name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0) return name.substr(0, name.size() - ext.size());
+  }
+  return name;
+}
+
+io::Volume labels_from_scores(const io::Volume& scores, const std::vector<int64_t>& label_values) {
+  io::Volume labels;
+  const at::Tensor values = at::tensor(label_values, at::kLong);
+  const int64_t max_value = *std::max_element(label_values.begin(), label_values.end());
+  const at::ScalarType type = max_value <= 255 ? at::kByte : at::kShort;
+  labels.data = values.index_select(0, scores.data.argmax(0).reshape({-1})).reshape(scores.data.sizes().slice(1)).unsqueeze(0).to(type);
+  labels.geometry = scores.geometry;
+  labels.source = scores.source;
+  labels.source.dtype = type == at::kByte ? io::DType::UInt8 : io::DType::Int16;
+  labels.source.scl_slope = 1.0;
+  labels.source.scl_inter = 0.0;
+  labels.source.channel_axis = "none";
+  return labels;
+}
+
+CaseResult segment_case(Segmenter& s, const std::string& input, const std::string& out_dir, const SegmentOptions& o) {
+  CaseResult r;
+  r.input = input;
+  r.name = case_name(input);
+  r.output = (fs::path(out_dir) / (r.name + "_seg.nii.gz")).string();
+  if (o.resume && fs::exists(r.output)) {
+    r.status = "skipped";
+    return r;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    const io::Volume image = io::read_volume(input);
+    io::require_3d(image, "segmentation");
+    if (image.channels() != s.loaded.model->in_channels())
+      throw io::Error(input, std::to_string(image.channels()) + " channels, the model expects " +
+                                 std::to_string(s.loaded.model->in_channels()));
+    const PreparedCase prepared = prepare_case(image, s.preprocessing);
+    const at::Tensor logits = sliding_window_inference(*s.loaded.model, prepared.image, s.window);
+    const io::Volume probabilities = restore_to_input(at::softmax(logits, 0), prepared);
+    io::Volume labels = labels_from_scores(probabilities, s.label_values);
+    if (s.postprocessing.largest_component)
+      labels.data = metrics::keep_largest_component_per_label(labels.data[0], s.postprocessing.connectivity).unsqueeze(0);
+    if (s.postprocessing.fill_holes) labels.data = metrics::fill_holes_per_label(labels.data[0]).unsqueeze(0);
+    io::write_volume(labels, r.output);
+    if (o.probabilities) {
+      io::Volume p = probabilities;
+      p.source.dtype = io::DType::Float32;
+      p.source.channel_axis = "4d";
+      p.source.scl_slope = 1.0;
+      p.source.scl_inter = 0.0;
+      io::write_volume(p, (fs::path(out_dir) / (r.name + "_prob.nii.gz")).string());
+    }
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (o.qc) {
+      char caption[256];
+      std::snprintf(caption, sizeof(caption), "%s  %.1f s", r.name.c_str(), r.seconds);
+      write_qc_png(image, labels, (fs::path(out_dir) / "qc" / (r.name + ".png")).string(), caption);
+    }
+    r.status = "ok";
+  } catch (const std::exception& e) {
+    std::string msg = e.what();
+    if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+    r.status = "failed";
+    r.error = msg;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return r;
+}
+
+}  // namespace neuroseg::pipelines

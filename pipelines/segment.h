@@ -1,0 +1,58 @@
+#pragma once
+// Batch segmentation: every case of a file or folder through
+//   read -> preprocess (checkpoint) -> sliding window -> softmax -> back to the input grid
+//   -> argmax -> label values -> postprocess -> write (atomically) -> QC picture,
+// with per-case timing, resume, and a failing case reported without stopping the batch.
+#include <string>
+#include <vector>
+
+#include "models/checkpoint.h"
+#include "pipelines/preprocess.h"
+#include "pipelines/sliding_window.h"
+
+namespace neuroseg::pipelines {
+
+struct Postprocessing {
+  bool largest_component = false;  ///< keep the largest connected component of each label
+  bool fill_holes = false;         ///< fill enclosed background inside each label
+  int connectivity = 26;
+  static Postprocessing from_json(const nlohmann::json& j);  ///< strict
+};
+
+/// A checkpoint made ready for segmentation.
+struct Segmenter {
+  models::LoadedModel loaded;
+  Preprocessing preprocessing;
+  Postprocessing postprocessing;
+  std::vector<int64_t> label_values;  ///< output value of each network channel (argmax index -> value)
+  SlidingWindowOptions window;
+
+  /// Loads the checkpoint and moves the model to `device`.
+  static Segmenter load(const std::string& checkpoint, const c10::Device& device);
+};
+
+struct SegmentOptions {
+  bool probabilities = false;  ///< also write <name>_prob.nii.gz (float32, one channel per class)
+  bool resume = false;         ///< skip cases whose output exists (outputs are written atomically)
+  bool qc = true;              ///< <out>/qc/<name>.png and <out>/index.html
+};
+
+struct CaseResult {
+  std::string name, input, output, error;
+  std::string status;  ///< "ok", "skipped" (resume) or "failed"
+  double seconds = 0;
+};
+
+/// Inputs of a run: the file itself, or every supported volume / DICOM series / zarr array
+/// in a folder, sorted by name.
+std::vector<std::string> list_cases(const std::string& input);
+/// Case name: the file name without its volume extension (".nii.gz", ".mha", ...).
+std::string case_name(const std::string& path);
+
+/// Segments one case into `out_dir`; never throws for bad input (the result says why).
+CaseResult segment_case(Segmenter& s, const std::string& input, const std::string& out_dir, const SegmentOptions& o);
+
+/// The labels (argmax -> label values) of a (K, D, H, W) probability/logit volume, as int16/uint8.
+io::Volume labels_from_scores(const io::Volume& scores, const std::vector<int64_t>& label_values);
+
+}  // namespace neuroseg::pipelines
