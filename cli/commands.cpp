@@ -8,6 +8,7 @@ void add_all_commands(CLI::App& app) {
   add_list_models_command(app);
   add_import_weights_command(app);
   add_segment_command(app);
+  add_train_command(app);
 }
 
 }  // namespace neuroseg::cli

@@ -1,5 +1,8 @@
 // neuroseg convert IN OUT: any supported format to any other, optionally reoriented,
 // resampled or cast. Output is written to a temporary file and renamed into place.
+#include <optional>
+
+#include <ATen/ATen.h>
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
@@ -12,7 +15,8 @@ namespace neuroseg::cli {
 
 void add_convert_command(CLI::App& app) {
   struct Args {
-    std::string in, out, dtype, orient, interp = "linear", zarr_compressor = "blosc";
+    std::string in, out, dtype, orient, interp = "linear", zarr_compressor = "blosc", reference;
+    std::optional<double> binarize;
     std::vector<double> spacing;
     int64_t zarr_chunk = 64;
     bool no_compress = false;
@@ -25,6 +29,8 @@ void add_convert_command(CLI::App& app) {
       ->check(CLI::IsMember({"uint8", "int8", "int16", "uint16", "int32", "float32", "float64"}));
   cmd->add_option("--reorient", a->orient, "Permute/flip axes to an orientation code, e.g. RAS (exact)");
   cmd->add_option("--spacing", a->spacing, "Resample to this spacing in mm (x y z)")->expected(3);
+  cmd->add_option("--reference", a->reference, "Resample onto this volume's grid (same direction)");
+  cmd->add_option("--binarize-above", a->binarize, "Write a uint8 mask of voxels > T (e.g. a brain mask from a skull-stripped image)");
   cmd->add_option("--interp", a->interp, "Resampling: linear (images) or nearest (labels)")
       ->check(CLI::IsMember({"linear", "nearest"}));
   cmd->add_option("--zarr-chunk", a->zarr_chunk, "zarr chunk edge in voxels")->check(CLI::PositiveNumber);
@@ -33,10 +39,21 @@ void add_convert_command(CLI::App& app) {
   cmd->add_flag("--no-compress", a->no_compress, "Store MetaImage/NRRD/.nii.gz payloads uncompressed");
   cmd->callback([a] {
     io::Volume v = io::read_volume(a->in);
+    if (a->binarize) {
+      v.data = (v.data > *a->binarize).to(at::kByte);
+      v.source.dtype = io::DType::UInt8;
+      v.source.scl_slope = 1.0;
+      v.source.scl_inter = 0.0;
+    }
     if (!a->orient.empty()) v = io::reorient(v, a->orient);
     if (!a->spacing.empty()) {
       v = io::resample_to_spacing(v, {a->spacing[0], a->spacing[1], a->spacing[2]},
                                   a->interp == "nearest" ? io::Interpolation::Nearest : io::Interpolation::Linear);
+    }
+    if (!a->reference.empty()) {
+      const io::Volume ref = io::read_volume(a->reference);
+      v = io::resample_to_grid(v, ref.geometry, ref.size_xyz(),
+                               a->interp == "nearest" ? io::Interpolation::Nearest : io::Interpolation::Linear);
     }
     io::WriteOptions options;
     if (!a->dtype.empty()) options.dtype = io::dtype_from_name(a->dtype, "--dtype");

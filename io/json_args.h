@@ -35,6 +35,8 @@ class JsonArgs {
   std::vector<std::vector<int64_t>> get_per_axis_list(const std::string& key,
                                                       const std::vector<std::vector<int64_t>>& fallback,
                                                       int64_t axes, int64_t min_value);
+  /// Declares a key read by the caller itself (e.g. a list of pairs).
+  void mark_known(const std::string& key) { known_.insert(key); }
   /// Throws for any key not read by a get_* call, suggesting the closest one read.
   void finish() const;
   /// Throws io::Error(subject, "argument '<key>': <problem>").

@@ -16,6 +16,8 @@ class ProgressBar {
 
   /// Marks `done` of `total` finished; `note` describes the last step (e.g. "case1 2.1 s").
   void update(int64_t done, const std::string& note) {
+    // Off a terminal, long loops report every tenth of the way only.
+    if (!tty_ && total_ > 20 && done != total_ && done % (total_ / 10) != 0) return;
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     const double eta = done > 0 ? elapsed / done * (total_ - done) : 0.0;
     const int width = 24;

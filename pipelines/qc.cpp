@@ -3,16 +3,13 @@
 #include <fstream>
 
 #include <ATen/ATen.h>
-#include <itkImage.h>
-#include <itkImageFileWriter.h>
-#include <itkPNGImageIO.h>
-#include <itkRGBPixel.h>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "io/atomic_output.h"
 #include "io/error.h"
 #include "io/orientation.h"
+#include "io/png.h"
 
 namespace neuroseg::pipelines {
 namespace {
@@ -89,36 +86,9 @@ void write_qc_png(const io::Volume& image_in, const io::Volume& labels_in, const
   row.copyTo(canvas(cv::Rect(0, 24, row.cols, row.rows)));
   cv::putText(canvas, caption, cv::Point(4, 17), cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(255, 255, 255), 1, cv::LINE_AA);
 
-  using Pixel = itk::RGBPixel<unsigned char>;
-  using Image = itk::Image<Pixel, 2>;
-  auto out = Image::New();
-  Image::RegionType region;
-  Image::SizeType size;
-  size[0] = static_cast<itk::SizeValueType>(canvas.cols);
-  size[1] = static_cast<itk::SizeValueType>(canvas.rows);
-  region.SetSize(size);
-  out->SetRegions(region);
-  out->Allocate();
-  Pixel* dst = out->GetBufferPointer();
-  for (int r = 0; r < canvas.rows; ++r)
-    for (int col = 0; col < canvas.cols; ++col) {
-      const cv::Vec3b bgr = canvas.at<cv::Vec3b>(r, col);
-      Pixel& p = dst[r * canvas.cols + col];
-      p[0] = bgr[2];
-      p[1] = bgr[1];
-      p[2] = bgr[0];
-    }
-  io::AtomicOutput file(path);
-  try {
-    auto writer = itk::ImageFileWriter<Image>::New();
-    writer->SetInput(out);
-    writer->SetImageIO(itk::PNGImageIO::New());
-    writer->SetFileName(file.path());
-    writer->Update();
-  } catch (const itk::ExceptionObject& e) {
-    throw io::Error(path, std::string("cannot write PNG (") + e.GetDescription() + ")");
-  }
-  file.commit();
+  cv::Mat rgb;
+  cv::cvtColor(canvas, rgb, cv::COLOR_BGR2RGB);
+  io::write_png_rgb(rgb.data, rgb.cols, rgb.rows, path);
 }
 
 void write_gallery(const std::string& path, const std::string& title, const std::vector<GalleryEntry>& entries) {

@@ -1,0 +1,477 @@
+#include "pipelines/train.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
+#include <torch/serialize.h>
+
+#include "io/atomic_output.h"
+#include "io/error.h"
+#include "io/json_args.h"
+#include "io/png.h"
+#include "losses/dice_ce.h"
+#include "models/checkpoint.h"
+#include "models/registry.h"
+#include "pipelines/autocast_guard.h"
+#include "pipelines/dataset.h"
+#include "pipelines/progress.h"
+#include "pipelines/segment.h"
+#include "pipelines/sliding_window.h"
+
+namespace fs = std::filesystem;
+
+namespace neuroseg::pipelines {
+namespace {
+
+std::string resolve(const std::string& base, const std::string& p) {
+  if (p.empty() || fs::path(p).is_absolute() || base.empty()) return p;
+  return (fs::path(base) / p).string();
+}
+
+// One generator per (seed, iteration, stream): batches and augmentation are pure functions
+// of the iteration, so resuming, or changing the number of loader threads, changes nothing.
+at::Generator generator_for(uint64_t seed, int64_t iteration, uint64_t stream) {
+  return at::make_generator<at::CPUGeneratorImpl>(seed * 1000003ULL + static_cast<uint64_t>(iteration) * 7919ULL + stream);
+}
+
+// Background threads that prepare batches ahead of the training loop (bounded prefetch).
+class BatchLoader {
+ public:
+  BatchLoader(const std::vector<TrainingCase>& cases, const TrainConfig& c, int64_t first, int64_t last)
+      : cases_(cases), config_(c), next_(first), end_(last), consumed_(first) {
+    const int64_t workers = std::max<int64_t>(1, c.workers);
+    for (int64_t w = 0; w < workers; ++w) threads_.emplace_back([this] { run(); });
+  }
+  ~BatchLoader() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  /// Batch `i`; `waited` accumulates the seconds the caller spent waiting.
+  Batch get(int64_t i, double& waited) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return ready_.count(i) > 0 || error_; });
+    if (error_) throw io::Error(error_subject_, error_problem_);
+    Batch b = std::move(ready_[i]);
+    ready_.erase(i);
+    consumed_ = i + 1;
+    lock.unlock();
+    cv_.notify_all();
+    waited += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return b;
+  }
+
+ private:
+  void run() {
+    while (true) {
+      int64_t i;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait(lock, [&] { return stop_ || (next_ < end_ && next_ - consumed_ < kPrefetch); });
+        if (stop_ || next_ >= end_) return;
+        i = next_++;
+      }
+      try {
+        at::Generator gen = generator_for(config_.seed, i, 1);
+        Batch b = sample_batch(cases_, config_.patch, config_.batch_size, config_.foreground_fraction, gen);
+        std::lock_guard<std::mutex> lock(mutex_);
+        ready_[i] = std::move(b);
+      } catch (const io::Error& e) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        error_ = true;
+        error_subject_ = e.subject();
+        error_problem_ = e.problem();
+      }
+      cv_.notify_all();
+    }
+  }
+  static constexpr int64_t kPrefetch = 4;
+  const std::vector<TrainingCase>& cases_;
+  const TrainConfig& config_;
+  int64_t next_, end_, consumed_;
+  std::map<int64_t, Batch> ready_;
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false, error_ = false;
+  std::string error_subject_, error_problem_;
+};
+
+double learning_rate(const TrainConfig& c, double progress_epochs) {
+  const double total = static_cast<double>(c.epochs);
+  if (c.warmup_epochs > 0 && progress_epochs < c.warmup_epochs) return c.lr * (progress_epochs + 1e-3) / c.warmup_epochs;
+  const double t = std::min(1.0, (progress_epochs - c.warmup_epochs) / std::max(1e-9, total - c.warmup_epochs));
+  if (c.schedule == "cosine") return 0.5 * c.lr * (1 + std::cos(M_PI * t));
+  return c.lr * std::pow(1.0 - t, 0.9);  // poly (nnU-Net)
+}
+
+std::vector<std::pair<std::string, std::string>> read_pairs(io::JsonArgs& a, const nlohmann::json& j, const std::string& key,
+                                                            const std::string& base) {
+  std::vector<std::pair<std::string, std::string>> out;
+  const auto* v = j.contains(key) ? &j.at(key) : nullptr;
+  a.mark_known(key);
+  if (!v) return out;
+  if (!v->is_array()) a.fail(key, "expected a list of [image, label] pairs");
+  for (const auto& item : *v) {
+    if (!item.is_array() || item.size() != 2 || !item[0].is_string() || !item[1].is_string())
+      a.fail(key, "each entry must be [\"image path\", \"label path\"], got " + item.dump());
+    out.emplace_back(resolve(base, item[0].get<std::string>()), resolve(base, item[1].get<std::string>()));
+  }
+  return out;
+}
+
+}  // namespace
+
+TrainConfig TrainConfig::from_file(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw io::Error(path, "cannot open config");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(f);
+  } catch (const std::exception& e) {
+    throw io::Error(path, std::string("invalid JSON (") + e.what() + ")");
+  }
+  try {
+    return from_json(j, fs::absolute(path).parent_path().string());
+  } catch (const io::Error& e) {
+    throw io::Error(path, e.what());
+  }
+}
+
+TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& base) {
+  TrainConfig c;
+  c.base_dir = base;
+  io::JsonArgs a("config", j);
+  const nlohmann::json data = a.get_object("data");
+  if (data.is_null()) a.fail("data", "is required: {\"train\": [[image, label], ...], \"validation\": [...]}");
+  {
+    io::JsonArgs d("config data", data);
+    c.train_pairs = read_pairs(d, data, "train", base);
+    c.val_pairs = read_pairs(d, data, "validation", base);
+    d.finish();
+    if (c.train_pairs.empty()) d.fail("train", "needs at least one [image, label] pair");
+  }
+  const nlohmann::json model = a.get_object("model");
+  if (!model.is_null()) {
+    io::JsonArgs m("config model", model);
+    c.model = m.get_string("name", c.model);
+    c.model_args = m.get_object("args");
+    if (c.model_args.is_null()) c.model_args = nlohmann::json::object();
+    m.finish();
+  }
+  c.labels = a.get_object("labels");
+  if (c.labels.is_null() || c.labels.empty()) a.fail("labels", "is required, e.g. {\"background\": 0, \"brain\": 1}");
+  c.preprocessing_json = a.get_object("preprocessing");
+  if (c.preprocessing_json.is_null()) c.preprocessing_json = nlohmann::json::object();
+  c.postprocessing = a.get_object("postprocessing");
+  if (c.postprocessing.is_null()) c.postprocessing = nlohmann::json::object();
+  const auto patch = a.get_int_list("patch_size", {c.patch[0], c.patch[1], c.patch[2]}, 1);
+  if (patch.size() != 3) a.fail("patch_size", "needs 3 values (D, H, W)");
+  c.patch = {patch[0], patch[1], patch[2]};
+  c.batch_size = a.get_int("batch_size", c.batch_size, 1);
+  c.epochs = a.get_int("epochs", c.epochs, 1);
+  c.iterations_per_epoch = a.get_int("iterations_per_epoch", c.iterations_per_epoch, 1);
+  c.validation_every = a.get_int("validation_every", c.validation_every, 1);
+  c.workers = a.get_int("workers", c.workers, 1);
+  c.foreground_fraction = a.get_double("foreground_fraction", c.foreground_fraction, 0.0);
+  c.grad_clip = a.get_double("grad_clip", c.grad_clip, 0.0);
+  c.amp = a.get_choice("amp", c.amp, {"none", "fp16", "bf16"});
+  c.seed = static_cast<uint64_t>(a.get_int("seed", 0, 0));
+  const nlohmann::json opt = a.get_object("optimizer");
+  if (!opt.is_null()) {
+    io::JsonArgs o("config optimizer", opt);
+    c.optimizer = o.get_choice("name", c.optimizer, {"sgd", "adamw"});
+    c.lr = o.get_double("lr", c.optimizer == "adamw" ? 1e-3 : c.lr, 1e-12);
+    c.momentum = o.get_double("momentum", c.momentum, 0.0);
+    c.nesterov = o.get_bool("nesterov", c.nesterov);
+    c.weight_decay = o.get_double("weight_decay", c.weight_decay, 0.0);
+    o.finish();
+  }
+  const nlohmann::json sched = a.get_object("schedule");
+  if (!sched.is_null()) {
+    io::JsonArgs s("config schedule", sched);
+    c.schedule = s.get_choice("name", c.schedule, {"poly", "cosine"});
+    c.warmup_epochs = s.get_double("warmup_epochs", c.warmup_epochs, 0.0);
+    s.finish();
+  }
+  const nlohmann::json aug = a.get_object("augmentation");
+  if (!aug.is_null()) c.augmentation = AugmentOptions::from_json(aug);
+  a.finish();
+  // Fail early on model arguments and preprocessing, before any data is read.
+  models::ModelRegistry::instance().create(c.model, c.model_args);
+  nlohmann::json pp = c.preprocessing_json;
+  if (pp.contains("target_spacing") && pp["target_spacing"] == "median") pp.erase("target_spacing");
+  Preprocessing::from_json(pp);
+  Postprocessing::from_json(c.postprocessing);
+  return c;
+}
+
+double mean_foreground_dice(const at::Tensor& pred, const at::Tensor& ref, int64_t classes) {
+  double sum = 0;
+  int64_t n = 0;
+  for (int64_t k = 1; k < classes; ++k) {
+    const at::Tensor p = pred == k, r = ref == k;
+    const double denom = p.sum().item<double>() + r.sum().item<double>();
+    if (denom == 0) continue;  // class absent from both: not counted
+    sum += 2.0 * (p & r).sum().item<double>() / denom;
+    ++n;
+  }
+  return n ? sum / static_cast<double>(n) : 1.0;
+}
+
+void write_curves_png(const std::string& path, const std::vector<double>& loss, const std::vector<double>& dice_epochs,
+                      const std::vector<double>& dice) {
+  const int w = 420, h = 300, margin = 40;
+  cv::Mat canvas(h, 2 * w, CV_8UC3, cv::Scalar(255, 255, 255));
+  auto panel = [&](int x0, const std::vector<double>& xs, const std::vector<double>& ys, double y_lo, double y_hi,
+                   const std::string& title, const cv::Scalar& colour) {
+    const cv::Rect area(x0 + margin, 20, w - margin - 10, h - 20 - margin);
+    cv::rectangle(canvas, area, cv::Scalar(0, 0, 0));
+    cv::putText(canvas, title, cv::Point(x0 + margin, 14), cv::FONT_HERSHEY_SIMPLEX, 0.45, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.3g", y_hi);
+    cv::putText(canvas, buf, cv::Point(x0 + 2, area.y + 10), cv::FONT_HERSHEY_SIMPLEX, 0.35, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    std::snprintf(buf, sizeof(buf), "%.3g", y_lo);
+    cv::putText(canvas, buf, cv::Point(x0 + 2, area.y + area.height), cv::FONT_HERSHEY_SIMPLEX, 0.35, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    const double x_hi = std::max(1.0, xs.empty() ? 1.0 : xs.back());
+    cv::putText(canvas, "epoch", cv::Point(area.x + area.width / 2 - 15, h - 12), cv::FONT_HERSHEY_SIMPLEX, 0.4,
+                cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    std::vector<cv::Point> pts;
+    for (std::size_t i = 0; i < ys.size(); ++i) {
+      const double fx = xs[i] / x_hi, fy = (ys[i] - y_lo) / std::max(1e-12, y_hi - y_lo);
+      pts.emplace_back(area.x + static_cast<int>(fx * area.width), area.y + area.height - static_cast<int>(fy * area.height));
+    }
+    if (pts.size() > 1) cv::polylines(canvas, pts, false, colour, 2, cv::LINE_AA);
+    for (const auto& p : pts) cv::circle(canvas, p, 2, colour, cv::FILLED);
+  };
+  std::vector<double> loss_x(loss.size());
+  for (std::size_t i = 0; i < loss.size(); ++i) loss_x[i] = static_cast<double>(i + 1);
+  double lo = 0, hi = 1;
+  if (!loss.empty()) {
+    lo = *std::min_element(loss.begin(), loss.end());
+    hi = *std::max_element(loss.begin(), loss.end());
+    if (hi - lo < 1e-6) hi = lo + 1e-6;
+  }
+  panel(0, loss_x, loss, lo, hi, "training loss (Dice + CE)", cv::Scalar(200, 80, 30));
+  panel(w, dice_epochs, dice, 0.0, 1.0, "validation Dice (foreground mean)", cv::Scalar(40, 160, 40));
+  cv::Mat rgb;
+  cv::cvtColor(canvas, rgb, cv::COLOR_BGR2RGB);
+  io::write_png_rgb(rgb.data, rgb.cols, rgb.rows, path);
+}
+
+double train(const TrainConfig& c, const std::string& run_dir, const TrainOptions& opt) {
+  const std::string last = run_dir + "/checkpoint_last.pt", state_path = run_dir + "/train_state.pt",
+                    state_json = run_dir + "/train_state.json";
+  if (opt.resume && (!fs::exists(last) || !fs::exists(state_path) || !fs::exists(state_json)))
+    throw io::Error(run_dir, "nothing to resume (no checkpoint_last.pt / train_state.pt / train_state.json)");
+  fs::create_directories(run_dir);
+  const c10::Device device = opt.device;
+  TrainConfig config = c;
+  if (opt.epochs) config.epochs = *opt.epochs;
+
+  // Labels: class k <-> k-th smallest value.
+  std::vector<int64_t> label_values;
+  for (const auto& item : config.labels.items()) {
+    if (!item.value().is_number_integer()) throw io::Error("config labels", "'" + item.key() + "' needs an integer value");
+    label_values.push_back(item.value().get<int64_t>());
+  }
+  std::sort(label_values.begin(), label_values.end());
+  const int64_t classes = static_cast<int64_t>(label_values.size());
+
+  // Preprocessing, with "median" target spacing resolved from the training images.
+  nlohmann::json pp = config.preprocessing_json;
+  if (pp.contains("target_spacing") && pp["target_spacing"] == "median") {
+    const auto m = median_spacing(config.train_pairs, pp.value("orientation", std::string()));
+    pp["target_spacing"] = {m[0], m[1], m[2]};
+  }
+  const Preprocessing preprocessing = Preprocessing::from_json(pp);
+
+  std::fprintf(stderr, "neuroseg train: loading %zu training and %zu validation case(s)\n", config.train_pairs.size(),
+               config.val_pairs.size());
+  const std::vector<TrainingCase> train_cases = load_training_cases(config.train_pairs, preprocessing, label_values);
+  const std::vector<TrainingCase> val_cases =
+      config.val_pairs.empty() ? train_cases : load_training_cases(config.val_pairs, preprocessing, label_values);
+
+  torch::manual_seed(config.seed);
+  auto model = models::ModelRegistry::instance().create(config.model, config.model_args);
+  if (model->out_channels() != classes)
+    throw io::Error("config", "the model has " + std::to_string(model->out_channels()) + " output channels but \"labels\" lists " +
+                                  std::to_string(classes));
+  model->to(device);
+  const auto div = model->size_divisor();
+  for (int a = 0; a < 3; ++a)
+    if (config.patch[a] % div[a] != 0)
+      throw io::Error("config", "patch_size " + std::to_string(config.patch[a]) + " is not a multiple of the model's stride " +
+                                    std::to_string(div[a]));
+
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  if (config.optimizer == "adamw")
+    optimizer = std::make_unique<torch::optim::AdamW>(model->parameters(),
+                                                      torch::optim::AdamWOptions(config.lr).weight_decay(config.weight_decay));
+  else
+    optimizer = std::make_unique<torch::optim::SGD>(
+        model->parameters(),
+        torch::optim::SGDOptions(config.lr).momentum(config.momentum).nesterov(config.nesterov).weight_decay(config.weight_decay));
+
+  models::CheckpointMeta meta;
+  meta.model = config.model;
+  meta.args = config.model_args;
+  meta.preprocessing = preprocessing.to_json();
+  meta.labels = config.labels;
+  meta.patch_size = {config.patch[0], config.patch[1], config.patch[2]};
+  meta.postprocessing = config.postprocessing;
+
+  // Resume: weights, optimizer, epoch, history and loss scale.
+  int64_t start_epoch = 0;
+  double best_dice = -1, loss_scale = 65536.0;
+  std::vector<double> loss_history, dice_epochs, dice_history;
+  if (opt.resume) {
+    auto loaded = models::load_checkpoint(last);
+    if (loaded.meta.model != config.model || loaded.meta.args != config.model_args)
+      throw io::Error(last, "was trained with another model or model arguments than this config");
+    models::load_state_dict(*model, [&] {
+      std::map<std::string, at::Tensor> t;
+      for (const auto& p : loaded.model->named_parameters()) t[p.key()] = p.value();
+      for (const auto& b : loaded.model->named_buffers()) t[b.key()] = b.value();
+      return t;
+    }(), {}, last);
+    torch::load(*optimizer, state_path, device);
+    std::ifstream f(state_json);
+    const nlohmann::json s = nlohmann::json::parse(f);
+    start_epoch = s.at("epoch").get<int64_t>() + 1;
+    best_dice = s.at("best_dice").get<double>();
+    loss_scale = s.at("loss_scale").get<double>();
+    loss_history = s.at("loss").get<std::vector<double>>();
+    dice_epochs = s.at("dice_epochs").get<std::vector<double>>();
+    dice_history = s.at("dice").get<std::vector<double>>();
+    std::fprintf(stderr, "neuroseg train: resuming after epoch %lld (best Dice %.4f)\n", static_cast<long long>(start_epoch),
+                 best_dice);
+  }
+  {
+    std::ofstream(run_dir + "/config.json") << nlohmann::json{{"model", config.model}, {"args", config.model_args},
+                                                               {"preprocessing", meta.preprocessing}, {"labels", config.labels},
+                                                               {"patch_size", meta.patch_size}, {"epochs", config.epochs}}
+                                                   .dump(2);
+  }
+  const bool deep = config.model_args.value("deep_supervision", false);
+  const at::ScalarType amp_type = config.amp == "fp16" ? at::kHalf : at::kBFloat16;
+  const bool use_amp = config.amp != "none";
+  const bool scale_loss = config.amp == "fp16";
+  losses::DiceCEOptions loss_options;
+
+  const int64_t ipe = config.iterations_per_epoch;
+  if (start_epoch >= config.epochs) return best_dice;
+  BatchLoader loader(train_cases, config, start_epoch * ipe, config.epochs * ipe);
+  bool log_exists = opt.resume && fs::exists(run_dir + "/log.csv");
+  std::ofstream log(run_dir + "/log.csv", log_exists ? std::ios::app : std::ios::trunc);
+  if (!log_exists) log << "epoch,lr,train_loss,val_dice,seconds,loader_wait_fraction,voxels_per_s\n";
+
+  const int64_t stop = opt.stop_after_epoch ? std::min(config.epochs, *opt.stop_after_epoch) : config.epochs;
+  for (int64_t epoch = start_epoch; epoch < stop; ++epoch) {
+    const auto t0 = std::chrono::steady_clock::now();
+    model->train();
+    double waited = 0, loss_sum = 0;
+    double lr = config.lr;
+    ProgressBar bar(ipe, "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config.epochs));
+    for (int64_t it = 0; it < ipe; ++it) {
+      const int64_t global = epoch * ipe + it;
+      lr = learning_rate(config, static_cast<double>(global) / static_cast<double>(ipe));
+      for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
+      Batch batch = loader.get(global, waited);
+      at::Tensor image = batch.image.to(device), label = batch.label.to(device);
+      at::Generator gen = generator_for(config.seed, global, 2);
+      augment_batch(image, label, config.augmentation, gen);
+      optimizer->zero_grad();
+      at::Tensor loss;
+      {
+        AutocastGuard amp(device.type(), amp_type, use_amp);
+        loss = deep ? losses::deep_supervision_loss(model->forward_deep_supervision(image), label, loss_options)
+                    : losses::dice_ce_loss(model->forward(image), label, loss_options);
+      }
+      (scale_loss ? loss * loss_scale : loss).backward();
+      bool finite = true;
+      if (scale_loss) {  // dynamic loss scaling (torch.cuda.amp.GradScaler's rule)
+        for (auto& p : model->parameters())
+          if (p.grad().defined()) {
+            p.mutable_grad().div_(loss_scale);
+            finite = finite && at::isfinite(p.grad()).all().item<bool>();
+          }
+        loss_scale = finite ? loss_scale : loss_scale / 2;
+      }
+      if (finite) {
+        if (config.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), config.grad_clip);
+        optimizer->step();
+      }
+      const double l = loss.item<double>();
+      if (!std::isfinite(l)) throw io::Error("training", "the loss became " + std::to_string(l) + " at epoch " + std::to_string(epoch + 1));
+      loss_sum += l;
+      char note[96];
+      std::snprintf(note, sizeof(note), "loss %.4f lr %.2g", l, lr);
+      bar.update(it + 1, note);
+    }
+    const double epoch_loss = loss_sum / static_cast<double>(ipe);
+    loss_history.push_back(epoch_loss);
+    double val_dice = std::nan("");
+    if ((epoch + 1) % config.validation_every == 0 || epoch + 1 == config.epochs) {
+      model->eval();
+      SlidingWindowOptions sw;
+      sw.roi = config.patch;
+      sw.overlap = 0.25;
+      sw.device = device;
+      double sum = 0;
+      for (const auto& vc : val_cases) {
+        const at::Tensor logits = sliding_window_inference(*model, vc.image, sw);
+        sum += mean_foreground_dice(logits.argmax(0), vc.label.to(at::kLong), classes);
+      }
+      val_dice = sum / static_cast<double>(val_cases.size());
+      dice_epochs.push_back(static_cast<double>(epoch + 1));
+      dice_history.push_back(val_dice);
+      meta.training = {{"epoch", epoch + 1}, {"val_dice", val_dice}, {"train_loss", epoch_loss}};
+      if (val_dice > best_dice) {
+        best_dice = val_dice;
+        models::save_checkpoint(run_dir + "/checkpoint_best.pt", *model, meta);
+      }
+    }
+    meta.training = {{"epoch", epoch + 1}, {"train_loss", epoch_loss}, {"best_val_dice", best_dice}};
+    models::save_checkpoint(last, *model, meta);
+    {
+      io::AtomicOutput out(state_path);
+      torch::save(*optimizer, out.path());
+      out.commit();
+      io::AtomicOutput js(state_json);
+      std::ofstream(js.path()) << nlohmann::json{{"epoch", epoch}, {"best_dice", best_dice}, {"loss_scale", loss_scale},
+                                                 {"loss", loss_history}, {"dice_epochs", dice_epochs}, {"dice", dice_history}}
+                                      .dump();
+      js.commit();
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double voxels = static_cast<double>(ipe * config.batch_size * config.patch[0] * config.patch[1] * config.patch[2]);
+    log << epoch + 1 << "," << lr << "," << epoch_loss << "," << (std::isnan(val_dice) ? "" : std::to_string(val_dice)) << ","
+        << seconds << "," << waited / seconds << "," << voxels / seconds << "\n";
+    log.flush();
+    write_curves_png(run_dir + "/curves.png", loss_history, dice_epochs, dice_history);
+    std::fprintf(stderr, "epoch %lld: loss %.4f%s  %.1f s  (loader wait %.0f%%)\n", static_cast<long long>(epoch + 1), epoch_loss,
+                 std::isnan(val_dice) ? "" : ("  val Dice " + std::to_string(val_dice)).c_str(), seconds,
+                 100.0 * waited / seconds);
+  }
+  return best_dice;
+}
+
+}  // namespace neuroseg::pipelines
