@@ -2,6 +2,7 @@
 // preprocessing stored in the checkpoint, outputs on the input's exact grid.
 #include <cstdio>
 #include <filesystem>
+#include <cstdlib>
 #include <fstream>
 
 #include <unistd.h>
@@ -33,6 +34,25 @@ c10::Device parse_device(const std::string& text) {
   }
 }
 
+// The embedded default model (3D brain extraction, data_samples/brain_extraction.pt): from
+// $NEUROSEG_DEFAULT_MODEL, beside the executable's tree, or in the source tree it was built from.
+std::string default_model_path() {
+  if (const char* env = std::getenv("NEUROSEG_DEFAULT_MODEL")) return env;
+  std::vector<fs::path> candidates;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    candidates.push_back(exe.parent_path() / "data_samples" / "brain_extraction.pt");
+    candidates.push_back(exe.parent_path().parent_path() / "data_samples" / "brain_extraction.pt");
+    candidates.push_back(exe.parent_path().parent_path() / "share" / "neuroseg" / "brain_extraction.pt");
+  }
+  candidates.push_back(fs::path(NEUROSEG_SOURCE_DIR) / "data_samples" / "brain_extraction.pt");
+  for (const auto& c : candidates)
+    if (fs::exists(c)) return c.string();
+  throw io::Error("--model", "not given, and the default model data_samples/brain_extraction.pt was not found "
+                             "(retrain it with scripts/train_default_model.sh or set NEUROSEG_DEFAULT_MODEL)");
+}
+
 void add_segment_command(CLI::App& app) {
   struct Args {
     std::string input, out, model, device = "auto";
@@ -45,7 +65,8 @@ void add_segment_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("segment", "Segment a volume or a folder of volumes with a trained checkpoint");
   cmd->add_option("-i,--input", a->input, "Volume, DICOM folder, zarr array, or a folder of them")->required();
   cmd->add_option("-o,--output", a->out, "Output folder (<case>_seg.nii.gz, qc/<case>.png, index.html)")->required();
-  cmd->add_option("--model", a->model, "Checkpoint written by neuroseg (train or import-weights)")->required();
+  cmd->add_option("--model", a->model,
+                  "Checkpoint written by neuroseg (train or import-weights); default: the shipped brain-extraction model");
   cmd->add_option("--device", a->device, "auto, cpu or cuda:N");
   cmd->add_option("--overlap", a->overlap, "Sliding-window overlap in [0, 1)")->check(CLI::Range(0.0, 0.95));
   cmd->add_option("--batch", a->batch, "Windows per forward pass")->check(CLI::PositiveNumber);
@@ -57,6 +78,7 @@ void add_segment_command(CLI::App& app) {
   cmd->add_flag("--no-qc", a->no_qc, "Do not write QC pictures and index.html");
   cmd->callback([a] {
     const std::vector<std::string> cases = pipelines::list_cases(a->input);
+    if (a->model.empty()) a->model = default_model_path();
     pipelines::Segmenter segmenter = pipelines::Segmenter::load(a->model, parse_device(a->device));
     segmenter.window.overlap = a->overlap;
     segmenter.window.batch = a->batch;

@@ -68,8 +68,8 @@ PreparedCase prepare_case(const io::Volume& input, const Preprocessing& p) {
   PreparedCase c;
   c.input_grid.geometry = input.geometry;
   c.input_grid.source = input.source;
-  c.input_grid.data = at::empty({input.channels(), input.data.size(1), input.data.size(2), input.data.size(3)},
-                                at::TensorOptions().dtype(at::kByte)).expand({-1, -1, -1, -1});
+  // Shape only (a zero-stride view, nothing allocated): size_xyz() and name() need it.
+  c.input_grid.data = at::zeros({1, 1, 1, 1}, at::kByte).expand(input.data.sizes());
   io::Volume v = input;
   v.data = v.data.to(at::kFloat);
   if (!p.orientation.empty()) v = io::reorient(v, p.orientation);

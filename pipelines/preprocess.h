@@ -41,7 +41,7 @@ struct Preprocessing {
 /// A case ready for the network, and what is needed to map predictions back.
 struct PreparedCase {
   at::Tensor image;              ///< float32 (C, D, H, W) on the CPU
-  io::Volume input_grid;         ///< the input's geometry/shape/source (data dropped)
+  io::Volume input_grid;         ///< the input's geometry, shape and source (no voxels)
   io::Geometry reoriented_geometry;
   std::array<int64_t, 3> reoriented_size{};
   io::Geometry network_geometry;  ///< grid the network sees
