@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "io/finite_stats.h"
 #include "io/volume_io.h"
 
 namespace neuroseg::cli {
@@ -32,11 +33,9 @@ nlohmann::json describe(const io::Volume& v) {
   j["affine_ras"] = {{a[0], a[1], a[2], a[3]}, {a[4], a[5], a[6], a[7]}, {a[8], a[9], a[10], a[11]}, {0, 0, 0, 1}};
   j["orientation"] = v.geometry.orientation_code();
   if (v.source.scaled()) j["scaling"] = {{"slope", v.source.scl_slope}, {"inter", v.source.scl_inter}};
-  at::Tensor x = v.data;
-  const int64_t bad = io::count_non_finite(v);
-  if (bad > 0) x = x.masked_select(at::isfinite(x));
-  if (x.numel() > 0) j["range"] = {x.min().item<double>(), x.max().item<double>()};
-  j["non_finite_voxels"] = bad;
+  const io::FiniteStats stats = io::finite_stats(v.data);
+  if (stats.finite > 0) j["range"] = {stats.min, stats.max};
+  j["non_finite_voxels"] = stats.non_finite;
   return j;
 }
 

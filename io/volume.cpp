@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include "io/error.h"
+#include "io/finite_stats.h"
 
 namespace neuroseg::io {
 namespace {
@@ -169,7 +170,7 @@ void require_same_grid(const Volume& a, const Volume& b, double tol) {
 
 int64_t count_non_finite(const Volume& v) {
   if (!at::isFloatingType(v.data.scalar_type())) return 0;
-  return v.data.numel() - at::isfinite(v.data).sum().item<int64_t>();
+  return finite_stats(v.data).non_finite;
 }
 
 }  // namespace neuroseg::io

@@ -2,6 +2,7 @@
 // and must match the CPU results.
 #include <doctest/doctest.h>
 
+#include "io/finite_stats.h"
 #include "io/orientation.h"
 #include "io/resample.h"
 #include "support/test_support.h"
@@ -9,6 +10,27 @@
 using namespace neuroseg;
 
 TEST_SUITE("gpu_io") {
+  TEST_CASE("finite_stats: the CUDA kernel equals its CPU twin") {
+    for (int64_t n : {1, 255, 256, 257, 1000003}) {
+      for (auto type : {at::kFloat, at::kDouble}) {
+        at::Tensor x = at::randn({n}, type) * 100;
+        if (n > 10) {
+          x[3] = NAN;
+          x[n - 1] = INFINITY;
+        }
+        const io::FiniteStats c = io::finite_stats(x), g = io::finite_stats(x.cuda());
+        CHECK(c.finite == g.finite);
+        CHECK(c.non_finite == g.non_finite);
+        CHECK(c.min == g.min);
+        CHECK(c.max == g.max);
+        CHECK(g.sum == doctest::Approx(c.sum).epsilon(1e-9));
+      }
+    }
+    const io::FiniteStats all_nan = io::finite_stats(at::full({1000}, NAN, at::kCUDA));
+    CHECK(all_nan.finite == 0);
+    CHECK(all_nan.non_finite == 1000);
+  }
+
   TEST_CASE("resample and reorient on CUDA match the CPU") {
     io::Volume cpu = testing::make_volume(io::DType::Float32, 1, 9, 10, 11);
     io::Volume gpu = cpu;

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "io/error.h"
+#include "io/finite_stats.h"
 #include "io/volume.h"
 #include "support/test_support.h"
 
@@ -77,6 +78,24 @@ TEST_SUITE("io_volume") {
     label = testing::make_volume(io::DType::Int16, 1, 5, 6, 8);
     label.source.path = "case1_seg.nii.gz";
     CHECK_THROWS_WITH_AS(io::require_same_grid(image, label), doctest::Contains("size 8x6x5 differs"), io::Error);
+  }
+
+  TEST_CASE("finite_stats: counts, extremes and sums of the finite voxels, any dtype") {
+    at::Tensor x = at::arange(200000, at::kFloat) - 1000;  // several chunks
+    x[5] = NAN;
+    x[150000] = -INFINITY;
+    const io::FiniteStats s = io::finite_stats(x);
+    CHECK(s.non_finite == 2);
+    CHECK(s.finite == 199998);
+    CHECK(s.min == -1000);
+    CHECK(s.max == 198999);
+    CHECK(s.sum == doctest::Approx((at::arange(200000, at::kDouble) - 1000).sum().item<double>() - (5 - 1000) - (150000 - 1000)));
+    const io::FiniteStats i = io::finite_stats(at::tensor({-7, 3, 12}, at::kShort));
+    CHECK(i.non_finite == 0);
+    CHECK(i.min == -7);
+    CHECK(i.max == 12);
+    CHECK(io::finite_stats(at::full({3}, NAN)).finite == 0);
+    CHECK(io::finite_stats(at::empty({0})).finite == 0);
   }
 
   TEST_CASE("non-finite voxels are counted") {
