@@ -2,6 +2,7 @@
 // preprocessing stored in the checkpoint, outputs on the input's exact grid.
 #include <cstdio>
 #include <filesystem>
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 
@@ -98,8 +99,9 @@ void add_segment_command(CLI::App& app) {
     std::vector<pipelines::GalleryEntry> gallery;
     int failures = 0;
     double total_seconds = 0;
-    for (std::size_t i = 0; i < cases.size(); ++i) {
-      pipelines::CaseResult r = pipelines::segment_case(segmenter, cases[i], a->out, options);
+    int64_t finished = 0;
+    const auto wall_start = std::chrono::steady_clock::now();
+    pipelines::segment_cases(segmenter, cases, a->out, options, [&](const pipelines::CaseResult& r) {
       if (r.status == "failed") {
         ++failures;
         std::fprintf(stderr, "%sneuroseg: error: %s\n", isatty(2) ? "\r\033[K" : "", r.error.c_str());
@@ -107,12 +109,12 @@ void add_segment_command(CLI::App& app) {
       total_seconds += r.seconds;
       char note[256];
       std::snprintf(note, sizeof(note), "%s %s %.1f s", r.name.c_str(), r.status.c_str(), r.seconds);
-      bar.update(static_cast<int64_t>(i + 1), note);
-      gallery.push_back({r.name, r.status == "ok" || (r.status == "skipped" && fs::exists(fs::path(a->out) / "qc" / (r.name + ".png")))
-                                     ? "qc/" + r.name + ".png" : "",
-                         r.status == "failed" ? "" : fs::path(r.output).filename().string(), r.status, r.seconds});
-      results.push_back(std::move(r));
-    }
+      bar.update(++finished, note);
+      const bool has_png = r.status == "ok" || (r.status == "skipped" && fs::exists(fs::path(a->out) / "qc" / (r.name + ".png")));
+      gallery.push_back({r.name, has_png ? "qc/" + r.name + ".png" : "", r.status == "failed" ? "" : fs::path(r.output).filename().string(),
+                         r.status, r.seconds});
+      results.push_back(r);
+    });
     // Summary CSV, gallery and a one-line summary.
     {
       io::AtomicOutput csv(a->out + "/segment_summary.csv");
@@ -127,9 +129,10 @@ void add_segment_command(CLI::App& app) {
     if (options.qc) pipelines::write_gallery(a->out + "/index.html", "neuroseg segment: " + a->input, gallery);
     const int64_t done = static_cast<int64_t>(std::count_if(results.begin(), results.end(), [](const auto& r) { return r.status == "ok"; }));
     const int64_t skipped = static_cast<int64_t>(results.size()) - done - failures;
-    std::printf("segmented %lld, skipped %lld, failed %d of %zu case(s); %.2f s per segmented case -> %s\n",
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+    std::printf("segmented %lld, skipped %lld, failed %d of %zu case(s); %.2f s per segmented case, %.1f s in all -> %s\n",
                 static_cast<long long>(done), static_cast<long long>(skipped), failures, results.size(),
-                done > 0 ? total_seconds / static_cast<double>(done) : 0.0, a->out.c_str());
+                done > 0 ? total_seconds / static_cast<double>(done) : 0.0, wall, a->out.c_str());
     if (failures > 0) throw io::Error(a->out, std::to_string(failures) + " of " + std::to_string(results.size()) + " case(s) failed (see segment_summary.csv)");
   });
 }

@@ -10,7 +10,8 @@
 //   {"orientation": "RAS", "target_spacing": [x, y, z],
 //    "normalization": {"scheme": "zscore", "mean": m, "std": s}          fixed statistics
 //                   | {"scheme": "zscore_case", "foreground_only": true}   per image (nnU-Net MRI)
-//                   | {"scheme": "percentile", "low": l, "high": h, "mean": m, "std": s}  (nnU-Net CT)
+//                   | {"scheme": "percentile", "low": l, "high": h, "mean": m, "std": s}  (nnU-Net CT;
+//                      `train` computes them from the training foreground when absent)
 //                   | {"scheme": "window", "low": l, "high": h}            clip, scale to [0, 1]
 //                   | {"scheme": "none"}}
 #include <array>

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <future>
+#include <memory>
 
 #include <ATen/ATen.h>
 
@@ -109,53 +111,116 @@ io::Volume labels_from_scores(const io::Volume& scores, const std::vector<int64_
   return labels;
 }
 
-CaseResult segment_case(Segmenter& s, const std::string& input, const std::string& out_dir, const SegmentOptions& o) {
-  CaseResult r;
-  r.input = input;
-  r.name = case_name(input);
-  r.output = (fs::path(out_dir) / (r.name + "_seg.nii.gz")).string();
-  if (o.resume && fs::exists(r.output)) {
-    r.status = "skipped";
-    return r;
+namespace {
+
+// The three stages of a case: read + preprocess, network, postprocess + write.
+struct CaseWork {
+  CaseResult result;
+  io::Volume image;
+  PreparedCase prepared;
+  at::Tensor logits;
+  std::chrono::steady_clock::time_point start;
+};
+
+std::string one_line(const std::exception& e) {
+  std::string msg = e.what();
+  if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
+  return msg;
+}
+
+void fail(CaseWork& w, const std::exception& e) {
+  w.result.status = "failed";
+  w.result.error = one_line(e);
+}
+
+CaseWork load_stage(const Segmenter& s, const std::string& input, const std::string& out_dir, const SegmentOptions& o) {
+  CaseWork w;
+  w.start = std::chrono::steady_clock::now();
+  w.result.input = input;
+  w.result.name = case_name(input);
+  w.result.output = (fs::path(out_dir) / (w.result.name + "_seg.nii.gz")).string();
+  if (o.resume && fs::exists(w.result.output)) {
+    w.result.status = "skipped";
+    return w;
   }
-  const auto t0 = std::chrono::steady_clock::now();
   try {
-    const io::Volume image = io::read_volume(input);
-    io::require_3d(image, "segmentation");
-    if (image.channels() != s.loaded.model->in_channels())
-      throw io::Error(input, std::to_string(image.channels()) + " channels, the model expects " +
+    w.image = io::read_volume(input);
+    io::require_3d(w.image, "segmentation");
+    if (w.image.channels() != s.loaded.model->in_channels())
+      throw io::Error(input, std::to_string(w.image.channels()) + " channels, the model expects " +
                                  std::to_string(s.loaded.model->in_channels()));
-    const PreparedCase prepared = prepare_case(image, s.preprocessing);
-    const at::Tensor logits = sliding_window_inference(*s.loaded.model, prepared.image, s.window);
-    const io::Volume probabilities = restore_to_input(at::softmax(logits, 0), prepared);
+    w.prepared = prepare_case(w.image, s.preprocessing);
+  } catch (const std::exception& e) {
+    fail(w, e);
+  }
+  return w;
+}
+
+void network_stage(Segmenter& s, CaseWork& w) {
+  if (!w.result.status.empty()) return;
+  try {
+    w.logits = sliding_window_inference(*s.loaded.model, w.prepared.image, s.window);
+  } catch (const std::exception& e) {
+    fail(w, e);
+  }
+}
+
+CaseResult write_stage(const Segmenter& s, CaseWork& w, const std::string& out_dir, const SegmentOptions& o) {
+  if (!w.result.status.empty()) {
+    w.result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - w.start).count();
+    return w.result;
+  }
+  try {
+    const io::Volume probabilities = restore_to_input(at::softmax(w.logits, 0), w.prepared);
     io::Volume labels = labels_from_scores(probabilities, s.label_values);
     if (s.postprocessing.largest_component)
       labels.data = metrics::keep_largest_component_per_label(labels.data[0], s.postprocessing.connectivity).unsqueeze(0);
     if (s.postprocessing.fill_holes) labels.data = metrics::fill_holes_per_label(labels.data[0]).unsqueeze(0);
-    io::write_volume(labels, r.output);
+    io::write_volume(labels, w.result.output);
     if (o.probabilities) {
       io::Volume p = probabilities;
       p.source.dtype = io::DType::Float32;
       p.source.channel_axis = "4d";
       p.source.scl_slope = 1.0;
       p.source.scl_inter = 0.0;
-      io::write_volume(p, (fs::path(out_dir) / (r.name + "_prob.nii.gz")).string());
+      io::write_volume(p, (fs::path(out_dir) / (w.result.name + "_prob.nii.gz")).string());
     }
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    w.result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - w.start).count();
     if (o.qc) {
       char caption[256];
-      std::snprintf(caption, sizeof(caption), "%s  %.1f s", r.name.c_str(), r.seconds);
-      write_qc_png(image, labels, (fs::path(out_dir) / "qc" / (r.name + ".png")).string(), caption);
+      std::snprintf(caption, sizeof(caption), "%s  %.1f s", w.result.name.c_str(), w.result.seconds);
+      write_qc_png(w.image, labels, (fs::path(out_dir) / "qc" / (w.result.name + ".png")).string(), caption);
     }
-    r.status = "ok";
+    w.result.status = "ok";
   } catch (const std::exception& e) {
-    std::string msg = e.what();
-    if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
-    r.status = "failed";
-    r.error = msg;
-    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    fail(w, e);
+    w.result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - w.start).count();
   }
-  return r;
+  return w.result;
+}
+
+}  // namespace
+
+CaseResult segment_case(Segmenter& s, const std::string& input, const std::string& out_dir, const SegmentOptions& o) {
+  CaseWork w = load_stage(s, input, out_dir, o);
+  network_stage(s, w);
+  return write_stage(s, w, out_dir, o);
+}
+
+void segment_cases(Segmenter& s, const std::vector<std::string>& inputs, const std::string& out_dir,
+                   const SegmentOptions& o, const std::function<void(const CaseResult&)>& on_done) {
+  if (inputs.empty()) return;
+  std::future<CaseWork> next = std::async(std::launch::async, load_stage, std::cref(s), inputs[0], out_dir, o);
+  std::future<CaseResult> writing;
+  std::shared_ptr<CaseWork> current;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    current = std::make_shared<CaseWork>(next.get());
+    if (i + 1 < inputs.size()) next = std::async(std::launch::async, load_stage, std::cref(s), inputs[i + 1], out_dir, o);
+    network_stage(s, *current);
+    if (writing.valid()) on_done(writing.get());
+    writing = std::async(std::launch::async, [&s, current, &out_dir, &o] { return write_stage(s, *current, out_dir, o); });
+  }
+  on_done(writing.get());
 }
 
 }  // namespace neuroseg::pipelines

@@ -3,6 +3,7 @@
 //   read -> preprocess (checkpoint) -> sliding window -> softmax -> back to the input grid
 //   -> argmax -> label values -> postprocess -> write (atomically) -> QC picture,
 // with per-case timing, resume, and a failing case reported without stopping the batch.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,12 @@ std::string case_name(const std::string& path);
 
 /// Segments one case into `out_dir`; never throws for bad input (the result says why).
 CaseResult segment_case(Segmenter& s, const std::string& input, const std::string& out_dir, const SegmentOptions& o);
+
+/// Segments many cases as a pipeline: while case i runs through the network, case i+1 is
+/// read and preprocessed and case i-1 is postprocessed and written, on other threads.
+/// `on_done` is called in order, once per case, from the calling thread.
+void segment_cases(Segmenter& s, const std::vector<std::string>& inputs, const std::string& out_dir,
+                   const SegmentOptions& o, const std::function<void(const CaseResult&)>& on_done);
 
 /// The labels (argmax -> label values) of a (K, D, H, W) probability/logit volume, as int16/uint8.
 io::Volume labels_from_scores(const io::Volume& scores, const std::vector<int64_t>& label_values);

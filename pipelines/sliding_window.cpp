@@ -5,10 +5,28 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#ifdef NEUROSEG_WITH_CUDA
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
+#endif
+
 #include "io/error.h"
 #include "pipelines/autocast_guard.h"
 
 namespace neuroseg::pipelines {
+namespace {
+
+// Free memory of a CUDA device (0 when unknown).
+int64_t device_free_bytes(const c10::Device& device) {
+#ifdef NEUROSEG_WITH_CUDA
+  size_t free = 0, total = 0;
+  c10::cuda::CUDAGuard guard(device);
+  if (cudaMemGetInfo(&free, &total) == cudaSuccess) return static_cast<int64_t>(free);
+#endif
+  return 0;
+}
+
+}  // namespace
 
 at::Tensor gaussian_importance(const std::array<int64_t, 3>& roi, double sigma_scale) {
   std::array<at::Tensor, 3> g;
@@ -51,16 +69,25 @@ at::Tensor sliding_window_inference(models::SegmentationModelImpl& model, const 
     pad.push_back(diff / 2);
     pad.push_back(diff - diff / 2);
   }
-  at::Tensor x = image.to(o.device, at::kFloat);
-  x = at::constant_pad_nd(x, pad, 0.0);
+  at::Tensor x = at::constant_pad_nd(image.to(at::kFloat), pad, 0.0);  // stays on the host
   for (int a = 0; a < 3; ++a) size[a] = x.size(1 + a);
   const auto div = model.size_divisor();
   for (int a = 0; a < 3; ++a)
     if (roi[a] % div[a] != 0)
       throw io::Error("--roi", "window " + std::to_string(roi[a]) + " is not a multiple of the model's stride " + std::to_string(div[a]));
 
-  const at::Tensor weight = (o.gaussian ? gaussian_importance(roi, o.sigma_scale) : at::ones({roi[0], roi[1], roi[2]})).to(o.device);
-  at::Tensor out, norm = at::zeros({size[0], size[1], size[2]}, x.options());
+  // Output buffers: fp16 on the GPU when they fit (nnU-Net keeps them on the device), else
+  // float32 in host memory; windows are blended into them batch by batch.
+  const int64_t voxels = size[0] * size[1] * size[2];
+  const int64_t channels_guess = std::max<int64_t>(2, model.out_channels());
+  bool on_device = o.device.is_cuda() && o.buffers != "host";
+  if (on_device && o.buffers == "auto") on_device = device_free_bytes(o.device) / 2 > (channels_guess + 1) * voxels * 2;
+  const auto buffer_options = on_device ? at::TensorOptions().device(o.device).dtype(at::kHalf)
+                                        : at::TensorOptions().dtype(at::kFloat);
+  const at::Tensor weight_dev =
+      (o.gaussian ? gaussian_importance(roi, o.sigma_scale) : at::ones({roi[0], roi[1], roi[2]})).to(o.device);
+  const at::Tensor weight_buf = weight_dev.to(buffer_options);
+  at::Tensor out, norm = at::zeros({size[0], size[1], size[2]}, buffer_options);
   std::vector<std::array<int64_t, 3>> windows;
   for (int64_t z : window_starts(size[0], roi[0], o.overlap))
     for (int64_t y : window_starts(size[1], roi[1], o.overlap))
@@ -74,7 +101,8 @@ at::Tensor sliding_window_inference(models::SegmentationModelImpl& model, const 
       const auto& s = windows[k];
       crops.push_back(x.slice(1, s[0], s[0] + roi[0]).slice(2, s[1], s[1] + roi[1]).slice(3, s[2], s[2] + roi[2]));
     }
-    const at::Tensor batch = at::stack(crops);
+    at::Tensor batch = at::stack(crops);
+    if (o.device.is_cuda()) batch = batch.pin_memory().to(o.device, /*non_blocking=*/true);
     at::Tensor pred;
     {
       AutocastGuard amp(o.device.type(), amp_type, o.amp);
@@ -91,15 +119,15 @@ at::Tensor sliding_window_inference(models::SegmentationModelImpl& model, const 
         pred = pred / static_cast<double>(flips.size());
       }
     }
-    if (!out.defined()) out = at::zeros({pred.size(1), size[0], size[1], size[2]}, x.options());
+    if (!out.defined()) out = at::zeros({pred.size(1), size[0], size[1], size[2]}, buffer_options);
+    const at::Tensor weighted = (pred * weight_dev).to(buffer_options);
     for (std::size_t k = first; k < last; ++k) {
       const auto& s = windows[k];
-      out.slice(1, s[0], s[0] + roi[0]).slice(2, s[1], s[1] + roi[1]).slice(3, s[2], s[2] + roi[2])
-          .add_(pred[k - first] * weight);
-      norm.slice(0, s[0], s[0] + roi[0]).slice(1, s[1], s[1] + roi[1]).slice(2, s[2], s[2] + roi[2]).add_(weight);
+      out.slice(1, s[0], s[0] + roi[0]).slice(2, s[1], s[1] + roi[1]).slice(3, s[2], s[2] + roi[2]).add_(weighted[k - first]);
+      norm.slice(0, s[0], s[0] + roi[0]).slice(1, s[1], s[1] + roi[1]).slice(2, s[2], s[2] + roi[2]).add_(weight_buf);
     }
   }
-  out = out / norm;
+  out = out.to(at::kFloat) / norm.to(at::kFloat);
   // Crop the padding away.
   out = out.slice(1, pad_lo[0], pad_lo[0] + image.size(1))
             .slice(2, pad_lo[1], pad_lo[1] + image.size(2))

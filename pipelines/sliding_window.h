@@ -6,6 +6,7 @@
 // window borders, where context is poorest, count least and no seams appear.
 // Window placement follows MONAI exactly, so both give the same output.
 #include <array>
+#include <string>
 
 #include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
@@ -23,6 +24,10 @@ struct SlidingWindowOptions {
   bool mirror_tta = false;                    ///< average the 8 flips along D, H, W (nnU-Net's mirroring)
   c10::Device device = c10::Device(c10::kCPU);
   bool amp = false;                           ///< bf16/fp16 autocast on the device
+  /// Where the full-size output buffers live. "auto": on a CUDA device as fp16 when they fit
+  /// in half of its free memory, else float32 in host memory (so GPU memory does not grow
+  /// with the volume); "host" or "device" force one.
+  std::string buffers = "auto";
 };
 
 /// Gaussian importance map of a window (D, H, W), float32, max 1, strictly positive.
@@ -31,8 +36,9 @@ at::Tensor gaussian_importance(const std::array<int64_t, 3>& roi, double sigma_s
 /// Window start positions along one axis (MONAI's _get_scan_interval + dense_patch_slices).
 std::vector<int64_t> window_starts(int64_t size, int64_t roi, double overlap);
 
-/// `image`: float (C, D, H, W). Returns the blended network output (K, D, H, W) float32 on
-/// the CPU. The model must be in eval mode; this runs under InferenceMode.
+/// `image`: float (C, D, H, W), kept where it is (host memory for big volumes): only the
+/// windows of a batch travel to the device. Returns the blended network output
+/// (K, D, H, W) float32 on the CPU. The model must be in eval mode; runs under InferenceMode.
 at::Tensor sliding_window_inference(models::SegmentationModelImpl& model, const at::Tensor& image,
                                     const SlidingWindowOptions& options);
 

@@ -22,6 +22,7 @@
 #include "io/error.h"
 #include "io/json_args.h"
 #include "io/png.h"
+#include "io/volume_io.h"
 #include "losses/dice_ce.h"
 #include "models/checkpoint.h"
 #include "models/registry.h"
@@ -122,19 +123,57 @@ double learning_rate(const TrainConfig& c, double progress_epochs) {
   return c.lr * std::pow(1.0 - t, 0.9);  // poly (nnU-Net)
 }
 
+// A data entry: a list of [image, label] pairs, or {"images": DIR, "labels": DIR} matched
+// by case name (an image "case_0000.nii.gz" pairs with "case.nii.gz", nnU-Net's naming).
 std::vector<std::pair<std::string, std::string>> read_pairs(io::JsonArgs& a, const nlohmann::json& j, const std::string& key,
                                                             const std::string& base) {
   std::vector<std::pair<std::string, std::string>> out;
   const auto* v = j.contains(key) ? &j.at(key) : nullptr;
   a.mark_known(key);
   if (!v) return out;
-  if (!v->is_array()) a.fail(key, "expected a list of [image, label] pairs");
+  if (v->is_object()) {
+    io::JsonArgs f("config data." + key, *v);
+    const std::string images = resolve(base, f.get_string("images", "")), labels = resolve(base, f.get_string("labels", ""));
+    f.finish();
+    if (images.empty() || labels.empty()) f.fail("images", "needs both \"images\" and \"labels\" folders");
+    std::map<std::string, std::string> label_of;
+    for (const std::string& l : list_cases(labels)) label_of[case_name(l)] = l;
+    for (const std::string& img : list_cases(images)) {
+      std::string name = case_name(img);
+      if (name.size() > 5 && name.compare(name.size() - 5, 5, "_0000") == 0) name.resize(name.size() - 5);
+      const auto it = label_of.find(name);
+      if (it == label_of.end()) throw io::Error(img, "no label named '" + name + "' in " + labels);
+      out.emplace_back(img, it->second);
+    }
+    return out;
+  }
+  if (!v->is_array()) a.fail(key, "expected a list of [image, label] pairs or {\"images\": DIR, \"labels\": DIR}");
   for (const auto& item : *v) {
     if (!item.is_array() || item.size() != 2 || !item[0].is_string() || !item[1].is_string())
       a.fail(key, "each entry must be [\"image path\", \"label path\"], got " + item.dump());
     out.emplace_back(resolve(base, item[0].get<std::string>()), resolve(base, item[1].get<std::string>()));
   }
   return out;
+}
+
+// nnU-Net's CT normalisation statistics: the 0.5 and 99.5 percentiles of the foreground
+// (label > 0) intensities over the training set, and mean/std after clipping to them.
+nlohmann::json percentile_statistics(const std::vector<std::pair<std::string, std::string>>& pairs) {
+  std::vector<at::Tensor> samples;
+  for (const auto& [image_path, label_path] : pairs) {
+    const io::Volume image = io::read_volume(image_path), label = io::read_volume(label_path);
+    io::require_same_grid(image, label);
+    at::Tensor fg = image.data[0].to(at::kFloat).masked_select(label.data[0] > 0);
+    if (fg.numel() > 100000) fg = fg.index_select(0, at::arange(0, fg.numel(), fg.numel() / 100000));
+    samples.push_back(fg);
+  }
+  const at::Tensor all = std::get<0>(at::cat(samples).sort());
+  if (all.numel() == 0) throw io::Error("config preprocessing", "percentile normalisation needs labelled voxels");
+  auto quantile = [&](double q) { return all[static_cast<int64_t>(q * double(all.numel() - 1))].item<double>(); };
+  const double low = quantile(0.005), high = quantile(0.995);
+  const at::Tensor clipped = all.clamp(low, high);
+  return {{"scheme", "percentile"}, {"low", low}, {"high", high}, {"mean", clipped.mean().item<double>()},
+          {"std", std::max(1e-8, clipped.std().item<double>())}};
 }
 
 }  // namespace
@@ -301,6 +340,9 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
     const auto m = median_spacing(config.train_pairs, pp.value("orientation", std::string()));
     pp["target_spacing"] = {m[0], m[1], m[2]};
   }
+  if (pp.contains("normalization") && pp["normalization"].value("scheme", "") == "percentile" &&
+      !pp["normalization"].contains("low"))
+    pp["normalization"] = percentile_statistics(config.train_pairs);
   const Preprocessing preprocessing = Preprocessing::from_json(pp);
 
   std::fprintf(stderr, "neuroseg train: loading %zu training and %zu validation case(s)\n", config.train_pairs.size(),
@@ -422,8 +464,10 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
       const double l = loss.item<double>();
       if (!std::isfinite(l)) throw io::Error("training", "the loss became " + std::to_string(l) + " at epoch " + std::to_string(epoch + 1));
       loss_sum += l;
-      char note[96];
-      std::snprintf(note, sizeof(note), "loss %.4f lr %.2g", l, lr);
+      char note[128];
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::snprintf(note, sizeof(note), "loss %.4f lr %.2g %.2f it/s %.2f MVx/s", l, lr, (it + 1) / elapsed,
+                    (it + 1) * config.batch_size * config.patch[0] * config.patch[1] * config.patch[2] / elapsed / 1e6);
       bar.update(it + 1, note);
     }
     const double epoch_loss = loss_sum / static_cast<double>(ipe);

@@ -121,6 +121,34 @@ TEST_SUITE("pipelines_train") {
                       doctest::Contains("nothing to resume"));
   }
 
+  TEST_CASE("folder data (nnU-Net naming) and dataset percentile statistics") {
+    testing::ScratchDir dir("train_folders");
+    write_case(dir, "a", 6, 1);
+    write_case(dir, "b", 9, 2);
+    std::filesystem::create_directories(dir.file("imagesTr"));
+    std::filesystem::create_directories(dir.file("labelsTr"));
+    for (const char* n : {"a", "b"}) {
+      std::filesystem::rename(dir.file(std::string(n) + "_img.nii.gz"), dir.file(std::string("imagesTr/") + n + "_0000.nii.gz"));
+      std::filesystem::rename(dir.file(std::string(n) + "_seg.nii.gz"), dir.file(std::string("labelsTr/") + n + ".nii.gz"));
+    }
+    json c = tiny_config(dir, 1);
+    c["data"] = {{"train", {{"images", "imagesTr"}, {"labels", "labelsTr"}}}};
+    c["preprocessing"] = {{"normalization", {{"scheme", "percentile"}}}};
+    c["iterations_per_epoch"] = 1;
+    const auto config = pipelines::TrainConfig::from_json(c, dir.path().string());
+    REQUIRE(config.train_pairs.size() == 2);
+    CHECK(config.train_pairs[1].first == dir.file("imagesTr/b_0000.nii.gz"));
+    CHECK(config.train_pairs[1].second == dir.file("labelsTr/b.nii.gz"));
+    pipelines::train(config, dir.file("run"), {});
+    const auto norm = models::load_checkpoint(dir.file("run/checkpoint_last.pt")).meta.preprocessing["normalization"];
+    CHECK(norm["scheme"] == "percentile");
+    CHECK(norm["low"].get<double>() < norm["mean"].get<double>());
+    CHECK(norm["mean"].get<double>() < norm["high"].get<double>());
+    CHECK(norm["mean"].get<double>() == doctest::Approx(2.0).epsilon(0.1));  // the ball's intensity
+    std::filesystem::remove(dir.file("labelsTr/b.nii.gz"));
+    CHECK_THROWS_WITH(pipelines::TrainConfig::from_json(c, dir.path().string()), doctest::Contains("no label named 'b'"));
+  }
+
   TEST_CASE("losses match their formulas") {
     // Perfect, confident logits: Dice loss ~ 0; uniform logits: CE = log(K).
     const at::Tensor target = at::tensor({0, 1, 1, 0}, at::kLong).view({1, 1, 2, 2});
