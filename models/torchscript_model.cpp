@@ -40,6 +40,6 @@ void TorchScriptModelImpl::train(bool on) {
   module_.train(on);
 }
 
-void TorchScriptModelImpl::to_device(const c10::Device& device) { module_.to(device); }
+void TorchScriptModelImpl::to(torch::Device device, bool non_blocking) { module_.to(device, non_blocking); }
 
 }  // namespace neuroseg::models

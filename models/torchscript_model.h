@@ -20,8 +20,9 @@ class TorchScriptModelImpl : public SegmentationModelImpl {
   int64_t out_channels() const override { return out_channels_; }
   std::array<int64_t, 3> size_divisor() const override { return divisor_; }
   void train(bool on = true) override;
-  /// The scripted module follows the device of its input tensors only after this.
-  void to_device(const c10::Device& device);
+  /// Moves the scripted module (its parameters are not registered with this wrapper).
+  using SegmentationModelImpl::to;
+  void to(torch::Device device, bool non_blocking = false) override;
 
  private:
   torch::jit::Module module_;
