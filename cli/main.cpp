@@ -2,6 +2,7 @@
 // ("neuroseg: error: <file>: <problem>") and a non-zero exit code: 1 for failures,
 // 2 for command-line mistakes.
 #include <cstdio>
+#include <malloc.h>
 #include <exception>
 #include <string>
 
@@ -28,6 +29,12 @@ std::string version_string() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // LibTorch frees and re-allocates multi-megabyte intermediates for every window and layer;
+  // by default glibc hands each back to the OS (munmap) and the next one page-faults in
+  // again, which cost ~30% of CPU inference time here. Keep freed memory in the heap for
+  // reuse instead (measured in docs/benchmarks.md).
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   CLI::App app{"neuroseg: segmentation of 3D neuroimages (MRI, CT, EM, light microscopy) on the GPU"};
   app.set_version_flag("--version", version_string());
   app.require_subcommand(1);

@@ -29,17 +29,19 @@ int64_t device_free_bytes(const c10::Device& device) {
 }  // namespace
 
 at::Tensor gaussian_importance(const std::array<int64_t, 3>& roi, double sigma_scale) {
+  // MONAI's compute_importance_map, exactly: a sampled, unnormalised separable Gaussian in
+  // float32 with sigma = roi * sigma_scale, floored at max(min, 1e-3) so that voxels seen
+  // only by window corners still get weight. (Only relative weights matter: the blend
+  // divides by the summed weights.)
   std::array<at::Tensor, 3> g;
   for (int a = 0; a < 3; ++a) {
-    const double sigma = std::max(roi[a] * sigma_scale, 1e-6);
-    const at::Tensor x = at::arange(roi[a], at::kDouble) - (roi[a] - 1) / 2.0;
-    g[a] = at::exp(-(x * x) / (2 * sigma * sigma));
+    const double sigma = roi[a] * sigma_scale;
+    const at::Tensor x = at::arange(roi[a], at::kFloat) - static_cast<float>((roi[a] - 1) / 2.0);
+    g[a] = at::exp(x * x / static_cast<float>(-2.0 * sigma * sigma));
   }
-  at::Tensor map = (g[0].view({-1, 1, 1}) * g[1].view({1, -1, 1}) * g[2].view({1, 1, -1})).to(at::kFloat);
-  map = map / map.max();
-  // No zero weights: a voxel covered only by window corners must still get a value.
-  const double min_nonzero = map.masked_select(map > 0).min().item<double>();
-  return map.clamp_min(min_nonzero).contiguous();
+  at::Tensor map = g[0].view({-1, 1, 1}) * g[1].view({1, -1, 1}) * g[2].view({1, 1, -1});
+  const double floor = std::max(map.min().item<double>(), 1e-3);
+  return map.clamp_min(floor).contiguous();
 }
 
 std::vector<int64_t> window_starts(int64_t size, int64_t roi, double overlap) {

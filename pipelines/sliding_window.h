@@ -30,7 +30,7 @@ struct SlidingWindowOptions {
   std::string buffers = "auto";
 };
 
-/// Gaussian importance map of a window (D, H, W), float32, max 1, strictly positive.
+/// Gaussian importance map of a window (D, H, W), float32, >= 1e-3 (MONAI's exactly).
 at::Tensor gaussian_importance(const std::array<int64_t, 3>& roi, double sigma_scale);
 
 /// Window start positions along one axis (MONAI's _get_scan_interval + dense_patch_slices).

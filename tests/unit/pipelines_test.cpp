@@ -66,11 +66,14 @@ TEST_SUITE("pipelines_window") {
     CHECK((pipelines::sliding_window_inference(*m, at::randn({1, 9, 9, 9}), o)[1] + 1.5).abs().max().item<double>() < 1e-5);
   }
 
-  TEST_CASE("the Gaussian importance map peaks in the centre and has no zeros") {
+  TEST_CASE("the Gaussian importance map peaks in the centre, floored at 1e-3 (MONAI's)") {
     const at::Tensor g = pipelines::gaussian_importance({8, 16, 12}, 0.125);
-    CHECK(g.max().item<float>() == doctest::Approx(1.0));
-    CHECK(g.min().item<float>() > 0);
+    // sigma = roi / 8 = (1, 2, 1.5); even sizes put the peak half a voxel off each centre.
+    const double peak = std::exp(-0.25 / 2.0) * std::exp(-0.25 / 8.0) * std::exp(-0.25 / 4.5);
+    CHECK(g.max().item<float>() == doctest::Approx(peak).epsilon(1e-6));
+    CHECK(g.min().item<float>() == doctest::Approx(1e-3));
     CHECK(g[0][0][0].item<float>() < g[4][8][6].item<float>());
+    CHECK(g[3][7][5].item<float>() == g.max().item<float>());
   }
 }
 
