@@ -10,6 +10,7 @@
 #include "io/orientation.h"
 #include "io/resample.h"
 #include "io/volume_io.h"
+#include "metrics/distance_transform.h"
 
 namespace neuroseg::cli {
 
@@ -17,6 +18,7 @@ void add_convert_command(CLI::App& app) {
   struct Args {
     std::string in, out, dtype, orient, interp = "linear", zarr_compressor = "blosc", reference;
     std::optional<double> binarize;
+    bool distance_map = false;
     std::vector<double> spacing;
     int64_t zarr_chunk = 64;
     bool no_compress = false;
@@ -31,6 +33,8 @@ void add_convert_command(CLI::App& app) {
   cmd->add_option("--spacing", a->spacing, "Resample to this spacing in mm (x y z)")->expected(3);
   cmd->add_option("--reference", a->reference, "Resample onto this volume's grid (same direction)");
   cmd->add_option("--binarize-above", a->binarize, "Write a uint8 mask of voxels > T (e.g. a brain mask from a skull-stripped image)");
+  cmd->add_flag("--distance-map", a->distance_map,
+                "Write the exact Euclidean distance (mm) from each non-zero voxel to the nearest zero voxel (float32)");
   cmd->add_option("--interp", a->interp, "Resampling: linear (images) or nearest (labels)")
       ->check(CLI::IsMember({"linear", "nearest"}));
   cmd->add_option("--zarr-chunk", a->zarr_chunk, "zarr chunk edge in voxels")->check(CLI::PositiveNumber);
@@ -42,6 +46,15 @@ void add_convert_command(CLI::App& app) {
     if (a->binarize) {
       v.data = (v.data > *a->binarize).to(at::kByte);
       v.source.dtype = io::DType::UInt8;
+      v.source.scl_slope = 1.0;
+      v.source.scl_inter = 0.0;
+    }
+    if (a->distance_map) {
+      const auto& sp = v.geometry.spacing;  // (x, y, z) -> the tensor's (D, H, W) = (z, y, x)
+      std::vector<at::Tensor> channels;
+      for (int64_t c = 0; c < v.channels(); ++c) channels.push_back(metrics::distance_transform_edt(v.data[c], {sp[2], sp[1], sp[0]}));
+      v.data = at::stack(channels);
+      v.source.dtype = io::DType::Float32;
       v.source.scl_slope = 1.0;
       v.source.scl_inter = 0.0;
     }

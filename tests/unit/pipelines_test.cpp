@@ -10,6 +10,7 @@
 
 #include "io/volume_io.h"
 #include "metrics/connected_components.h"
+#include "metrics/distance_transform.h"
 #include "models/checkpoint.h"
 #include "models/registry.h"
 #include "pipelines/preprocess.h"
@@ -171,5 +172,33 @@ TEST_SUITE("pipelines_segment") {
     const auto bad = pipelines::segment_case(s, dir.file("missing.nii.gz"), dir.file("out"), {});
     CHECK(bad.status == "failed");
     CHECK(bad.error.find("missing.nii.gz: no such file") != std::string::npos);
+  }
+}
+
+TEST_SUITE("metrics_distance") {
+  TEST_CASE("exact EDT equals brute force, anisotropic, with scipy's conventions") {
+    at::manual_seed(4);
+    for (int trial = 0; trial < 4; ++trial) {
+      const at::Tensor mask = at::rand({5, 7, 6}) > (trial == 3 ? 0.97 : 0.4);
+      const std::array<double, 3> sp{2.5, 0.7, 1.3};  // (D, H, W)
+      const at::Tensor d = metrics::distance_transform_edt(mask, sp);
+      // Brute force: distance of every voxel to the nearest zero voxel.
+      const at::Tensor zeros = (mask == 0).nonzero().to(at::kDouble);
+      const at::Tensor all = at::ones({5, 7, 6}).nonzero().to(at::kDouble);
+      const at::Tensor scale = at::tensor({sp[0], sp[1], sp[2]}, at::kDouble);
+      at::Tensor expect;
+      if (zeros.size(0) == 0) {
+        expect = at::full({5, 7, 6}, INFINITY, at::kDouble);
+      } else {
+        const at::Tensor diff = (all.unsqueeze(1) - zeros.unsqueeze(0)) * scale;
+        expect = std::get<0>(diff.pow(2).sum(-1).min(1)).sqrt().reshape({5, 7, 6});
+      }
+      CHECK(at::allclose(d.to(at::kDouble), expect, 1e-6, 1e-6));
+    }
+    CHECK(std::isinf(metrics::distance_transform_edt(at::ones({2, 3, 4})).max().item<float>()));
+    CHECK(metrics::distance_transform_edt(at::zeros({2, 3, 4})).max().item<float>() == 0);
+    const at::Tensor one = at::ones({1, 1, 9});
+    one[0][0][4] = 0;
+    CHECK(metrics::distance_transform_edt(one, {1, 1, 0.5})[0][0][0].item<float>() == doctest::Approx(2.0));
   }
 }
