@@ -30,6 +30,17 @@ void check_round_trip(const io::Volume& v, const std::string& path, bool geometr
   if (geometry_kept) CHECK(r.geometry.approx_equal(v.geometry, 1e-6, 1e-6));
 }
 
+// A 3-channel volume written as 4D and as vector pixels keeps that layout through `format`.
+void check_channel_layouts(const testing::ScratchDir& dir, io::DType dtype, const std::string& ext_4d,
+                           const std::string& ext_vector) {
+  io::Volume v = testing::make_volume(dtype, 3);
+  check_round_trip(v, dir.file("four" + ext_4d));
+  CHECK(io::read_volume(dir.file("four" + ext_4d)).source.channel_axis == "4d");
+  v.source.channel_axis = "vector";
+  check_round_trip(v, dir.file("vec" + ext_vector));
+  CHECK(io::read_volume(dir.file("vec" + ext_vector)).source.channel_axis == "vector");
+}
+
 }  // namespace
 
 TEST_SUITE("io_nifti") {
@@ -47,12 +58,7 @@ TEST_SUITE("io_nifti") {
 
   TEST_CASE("4D and vector volumes keep their channel layout") {
     testing::ScratchDir dir("nifti_4d");
-    io::Volume v = testing::make_volume(io::DType::Int16, 3);
-    check_round_trip(v, dir.file("t.nii.gz"));
-    CHECK(io::read_volume(dir.file("t.nii.gz")).source.channel_axis == "4d");
-    v.source.channel_axis = "vector";
-    check_round_trip(v, dir.file("v.nii.gz"));
-    CHECK(io::read_volume(dir.file("v.nii.gz")).source.channel_axis == "vector");
+    check_channel_layouts(dir, io::DType::Int16, ".nii.gz", ".nii.gz");
   }
 
   TEST_CASE("scaled integers are stored back with their slope and intercept") {
@@ -183,12 +189,7 @@ TEST_SUITE("io_itk") {
       for (const char* ext : {".mha", ".mhd", ".nrrd", ".nhdr"}) {
         check_round_trip(testing::make_volume(t), dir.file(std::string(io::dtype_name(t)) + ext));
       }
-    io::Volume v4 = testing::make_volume(io::DType::Float32, 3);
-    check_round_trip(v4, dir.file("four.mha"));
-    CHECK(io::read_volume(dir.file("four.mha")).source.channel_axis == "4d");
-    v4.source.channel_axis = "vector";
-    check_round_trip(v4, dir.file("vec.nrrd"));
-    CHECK(io::read_volume(dir.file("vec.nrrd")).source.channel_axis == "vector");
+    check_channel_layouts(dir, io::DType::Float32, ".mha", ".nrrd");
   }
 
   TEST_CASE("TIFF stacks keep voxels for the types TIFF holds, and refuse the others") {
