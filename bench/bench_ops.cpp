@@ -1,6 +1,8 @@
-// Times one neuroseg op on a volume read from a file (so a Python peer can time the same
-// array). Prints one JSON line.
-//   neuroseg_bench_ops --op edt --input mask.nii.gz [--repeats 3] [--threads 2] [--device cpu|cuda]
+// Times one neuroseg op on a volume read from a file, so that a Python peer can time the
+// same array, and optionally writes the op's result (the cross-check tests compare it with
+// scipy / cc3d / scikit-image / MONAI). Prints one JSON line. Ops: bench/ops/*.cpp.
+//   neuroseg_bench_ops --op edt --input mask.nii.gz [--param P] [--repeats 3] [--threads 2]
+//                      [--device cpu|cuda] [--output result.nii.gz]
 #include <chrono>
 #include <cstdio>
 
@@ -10,35 +12,68 @@
 #include <nlohmann/json.hpp>
 #include <torch/cuda.h>
 
+#include "bench/ops/op_registry.h"
+#include "io/dtype.h"
 #include "io/volume_io.h"
-#include "metrics/distance_transform.h"
+
+namespace neuroseg::bench {
+std::map<std::string, Op>& op_registry() {
+  static std::map<std::string, Op> ops;
+  return ops;
+}
+}  // namespace neuroseg::bench
 
 int main(int argc, char** argv) {
+  using neuroseg::bench::op_registry;
   CLI::App app{"neuroseg op timing"};
-  std::string op = "edt", input, device = "cpu";
+  std::string op = "edt", input, output, device = "cpu", param;
   int64_t repeats = 3, threads = 2;
-  app.add_option("--op", op)->check(CLI::IsMember({"edt"}));
+  std::vector<std::string> names;
+  std::string listing;
+  for (const auto& [name, o] : op_registry()) {
+    names.push_back(name);
+    listing += "\n  " + name + ": " + o.help;
+  }
+  app.footer("ops:" + listing);
+  app.add_option("--op", op)->check(CLI::IsMember(names));
   app.add_option("--input", input)->required();
+  app.add_option("--param", param, "op-specific parameter");
+  app.add_option("--output", output, "write the op's result here (input geometry)");
   app.add_option("--repeats", repeats);
   app.add_option("--threads", threads);
   app.add_option("--device", device);
   CLI11_PARSE(app, argc, argv);
-  at::set_num_threads(static_cast<int>(threads));
-  const neuroseg::io::Volume v = neuroseg::io::read_volume(input);
-  const at::Tensor mask = v.data[0].to(c10::Device(device));
-  const auto& sp = v.geometry.spacing;
-  auto run = [&] {
-    at::Tensor d = neuroseg::metrics::distance_transform_edt(mask, {sp[2], sp[1], sp[0]});
-    if (mask.is_cuda()) torch::cuda::synchronize();
-    return d;
-  };
-  run();
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int64_t r = 0; r < repeats; ++r) run();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / repeats;
-  std::printf("%s\n", nlohmann::json{{"op", op}, {"voxels", mask.numel()}, {"seconds", seconds}, {"device", device},
-                                     {"threads", threads}}
-                          .dump()
-                          .c_str());
+  try {
+    at::set_num_threads(static_cast<int>(threads));
+    const neuroseg::io::Volume v = neuroseg::io::read_volume(input);
+    const auto& sp = v.geometry.spacing;
+    const neuroseg::bench::OpInput in{v.data[0].to(c10::Device(device)), {sp[2], sp[1], sp[0]}, param};
+    const auto& fn = op_registry().at(op).run;
+    auto run = [&] {
+      at::Tensor r = fn(in);
+      if (in.data.is_cuda()) torch::cuda::synchronize();
+      return r;
+    };
+    at::Tensor result = run();  // warm-up (and the result written out)
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t r = 0; r < repeats; ++r) run();
+    const double seconds =
+        repeats > 0 ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / repeats : 0.0;
+    if (!output.empty()) {
+      neuroseg::io::Volume out = v;
+      out.data = result.cpu().contiguous().unsqueeze(0);
+      out.source.dtype = neuroseg::io::dtype_from_scalar_type(out.data.scalar_type(), output);
+      out.source.scl_slope = 1.0;
+      out.source.scl_inter = 0.0;
+      neuroseg::io::write_volume(out, output);
+    }
+    std::printf("%s\n", nlohmann::json{{"op", op}, {"voxels", in.data.numel()}, {"seconds", seconds}, {"device", device},
+                                       {"threads", threads}}
+                            .dump()
+                            .c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "neuroseg_bench_ops: %s\n", e.what());
+    return 1;
+  }
   return 0;
 }

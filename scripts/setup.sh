@@ -52,6 +52,15 @@ if ! .venv/bin/python -c "import torch,sys; sys.exit(0 if torch.__version__.spli
 else
   step "torch $torch_version: present"
 fi
+# Peers that the cross-check tests compare against (pure Python or small wheels).
+peers=("connected-components-3d==4.1.1:cc3d" "monai==1.6.1:monai")
+for spec in "${peers[@]}"; do
+  pkg="${spec%%:*}"; mod="${spec##*:}"
+  if ! .venv/bin/python -c "import $mod" 2>/dev/null; then
+    step "pip install $pkg (cross-check peer)"
+    .venv/bin/pip install -q "$pkg"
+  fi
+done
 torch_prefix="$(.venv/bin/python -c 'import torch; print(torch.utils.cmake_prefix_path)')"
 
 # --- 3. configure and build ----------------------------------------------------
