@@ -16,6 +16,7 @@
 #include "io/error.h"
 #include "pipelines/progress.h"
 #include "pipelines/qc.h"
+#include "pipelines/cases.h"
 #include "pipelines/segment.h"
 
 namespace fs = std::filesystem;

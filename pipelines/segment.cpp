@@ -12,24 +12,12 @@
 #include "io/json_args.h"
 #include "io/volume_io.h"
 #include "metrics/connected_components.h"
+#include "pipelines/cases.h"
 #include "pipelines/qc.h"
 
 namespace fs = std::filesystem;
 
 namespace neuroseg::pipelines {
-namespace {
-
-const char* kExtensions[] = {".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".tif", ".tiff", ".dcm", ".zarr"};
-
-bool has_volume_extension(const std::string& name) {
-  for (const char* e : kExtensions) {
-    const std::string ext(e);
-    if (name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0) return true;
-  }
-  return false;
-}
-
-}  // namespace
 
 Postprocessing Postprocessing::from_json(const nlohmann::json& j) {
   Postprocessing p;
@@ -69,31 +57,6 @@ Segmenter Segmenter::load(const std::string& checkpoint, const c10::Device& devi
   s.loaded.model->to(device);
   s.loaded.model->eval();
   return s;
-}
-
-std::vector<std::string> list_cases(const std::string& input) {
-  std::error_code ec;
-  if (!fs::exists(input, ec)) throw io::Error(input, "no such file or folder");
-  if (!fs::is_directory(input) || fs::exists(fs::path(input) / ".zarray")) return {input};
-  std::vector<std::string> cases;
-  for (const auto& entry : fs::directory_iterator(input)) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || name[0] == '.') continue;
-    if (has_volume_extension(name) || (entry.is_directory() && fs::exists(entry.path() / ".zarray"))) cases.push_back(entry.path().string());
-  }
-  if (cases.empty()) cases.push_back(input);  // maybe a DICOM series folder: read_volume decides
-  std::sort(cases.begin(), cases.end());
-  return cases;
-}
-
-std::string case_name(const std::string& path) {
-  std::string name = fs::path(path).filename().string();
-  if (name.empty()) name = fs::path(path).parent_path().filename().string();
-  for (const char* e : kExtensions) {
-    const std::string ext(e);
-    if (name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0) return name.substr(0, name.size() - ext.size());
-  }
-  return name;
 }
 
 io::Volume labels_from_scores(const io::Volume& scores, const std::vector<int64_t>& label_values) {

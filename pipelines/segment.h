@@ -44,11 +44,6 @@ struct CaseResult {
   double seconds = 0;
 };
 
-/// Inputs of a run: the file itself, or every supported volume / DICOM series / zarr array
-/// in a folder, sorted by name.
-std::vector<std::string> list_cases(const std::string& input);
-/// Case name: the file name without its volume extension (".nii.gz", ".mha", ...).
-std::string case_name(const std::string& path);
 
 /// Segments one case into `out_dir`; never throws for bad input (the result says why).
 CaseResult segment_case(Segmenter& s, const std::string& input, const std::string& out_dir, const SegmentOptions& o);

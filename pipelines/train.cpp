@@ -29,6 +29,7 @@
 #include "pipelines/autocast_guard.h"
 #include "pipelines/dataset.h"
 #include "pipelines/progress.h"
+#include "pipelines/cases.h"
 #include "pipelines/segment.h"
 #include "pipelines/sliding_window.h"
 
