@@ -32,6 +32,124 @@ bool bounding_box(const at::Tensor& m, std::array<int64_t, 3>& lo, std::array<in
 
 at::Tensor inf_like_count(int64_t n) { return at::full({n}, kInf, at::kFloat); }
 
+// Exact nearest-neighbour distances from query voxels to target voxels through a bucket grid
+// (cells of kCell^3 voxels, targets sorted by cell with a counting sort). A query visits
+// shells of cells around its own, nearest first, skipping every cell whose nearest face is
+// already farther than the best hit, and stops when the next shell cannot do better. Nearby
+// surfaces cost a few dozen cells per query: O(S) work where the EDT path is O(crop volume).
+// Far-apart surfaces make the search grow with the cube of the distance, which is why
+// surface_distances estimates the cost first and keeps the EDT for them.
+constexpr int64_t kCell = 4;
+
+class TargetGrid {
+ public:
+  TargetGrid(const at::Tensor& targets /* (T, 3) int64 zyx */, const std::array<int64_t, 3>& dims,
+             const std::array<double, 3>& sp)
+      : sp_(sp) {
+    for (int a = 0; a < 3; ++a) g_[a] = (dims[a] + kCell - 1) / kCell;
+    const int64_t cells = g_[0] * g_[1] * g_[2];
+    start_.assign(static_cast<size_t>(cells + 1), 0);
+    const int64_t n = targets.size(0);
+    const int64_t* t = targets.data_ptr<int64_t>();
+    std::vector<int64_t> cell_of(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      cell_of[i] = cell_index(t[3 * i] / kCell, t[3 * i + 1] / kCell, t[3 * i + 2] / kCell);
+      ++start_[static_cast<size_t>(cell_of[i] + 1)];
+    }
+    for (int64_t c = 0; c < cells; ++c) start_[c + 1] += start_[c];
+    pts_.resize(static_cast<size_t>(3 * n));
+    std::vector<int64_t> fill(start_.begin(), start_.end() - 1);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t k = fill[static_cast<size_t>(cell_of[i])]++;
+      for (int a = 0; a < 3; ++a) pts_[static_cast<size_t>(3 * k + a)] = static_cast<int32_t>(t[3 * i + a]);
+    }
+  }
+
+  /// Squared distance (mm^2) from voxel q to its nearest target: shells of cells at
+  /// Chebyshev cell distance 0, 1, 2, ... until the next shell cannot hold anything closer.
+  double nearest2(const int64_t q[3], int64_t* cells_visited) const {
+    double best = kInf;
+    const int64_t qc[3] = {q[0] / kCell, q[1] / kCell, q[2] / kCell};
+    const int64_t max_ring = std::max({g_[0], g_[1], g_[2]});
+    for (int64_t r = 0; r <= max_ring; ++r) {
+      if (ring_excludes(r, best)) break;
+      for (int64_t cz = std::max<int64_t>(qc[0] - r, 0); cz <= std::min(qc[0] + r, g_[0] - 1); ++cz) {
+        const double dz = axis_gap(q[0], cz, 0);
+        if (dz >= best) continue;
+        const bool z_face = std::abs(cz - qc[0]) == r;
+        for (int64_t cy = std::max<int64_t>(qc[1] - r, 0); cy <= std::min(qc[1] + r, g_[1] - 1); ++cy) {
+          const double dzy = dz + axis_gap(q[1], cy, 1);
+          if (dzy >= best) continue;
+          // Inside the shell's z and y faces only the two x faces belong to this shell.
+          const bool face = z_face || std::abs(cy - qc[1]) == r;
+          const int64_t step = face || r == 0 ? 1 : 2 * r;
+          for (int64_t cx = qc[2] - r; cx <= qc[2] + r; cx += step) {
+            if (cx < 0 || cx >= g_[2] || dzy + axis_gap(q[2], cx, 2) >= best) continue;
+            ++*cells_visited;
+            const int64_t c = cell_index(cz, cy, cx);
+            for (int64_t k = start_[c]; k < start_[c + 1]; ++k) {
+              const int32_t* p = &pts_[static_cast<size_t>(3 * k)];
+              const double a = (p[0] - q[0]) * sp_[0], b = (p[1] - q[1]) * sp_[1], e = (p[2] - q[2]) * sp_[2];
+              best = std::min(best, a * a + b * b + e * e);
+            }
+          }
+        }
+      }
+    }
+    return best;
+  }
+
+ private:
+  int64_t cell_index(int64_t cz, int64_t cy, int64_t cx) const { return (cz * g_[1] + cy) * g_[2] + cx; }
+  // Squared physical gap along axis a between voxel coordinate v and cell c (0 inside).
+  double axis_gap(int64_t v, int64_t c, int a) const {
+    const int64_t lo = c * kCell, hi = lo + kCell - 1;
+    const int64_t g = v < lo ? lo - v : (v > hi ? v - hi : 0);
+    const double d = static_cast<double>(g) * sp_[a];
+    return d * d;
+  }
+  // Every cell of shell r is at least (r - 1) * kCell voxels away along some axis.
+  bool ring_excludes(int64_t r, double best) const {
+    const double reach = static_cast<double>((r - 1) * kCell + 1) * std::min({sp_[0], sp_[1], sp_[2]});
+    return r > 0 && best <= reach * reach;
+  }
+  std::array<double, 3> sp_;
+  std::array<int64_t, 3> g_{};
+  std::vector<int64_t> start_;
+  std::vector<int32_t> pts_;
+};
+
+// Distances (float32, query order) from every query voxel to the nearest target voxel.
+at::Tensor grid_distances(const at::Tensor& queries, const at::Tensor& targets, const std::array<int64_t, 3>& dims,
+                          const std::array<double, 3>& sp) {
+  const TargetGrid grid(targets, dims, sp);
+  const int64_t n = queries.size(0);
+  at::Tensor out = at::empty({n}, at::kFloat);
+  float* o = out.data_ptr<float>();
+  const int64_t* q = queries.data_ptr<int64_t>();
+  at::parallel_for(0, n, 2048, [&](int64_t b, int64_t e) {
+    int64_t visited = 0;
+    for (int64_t i = b; i < e; ++i) o[i] = static_cast<float>(std::sqrt(grid.nearest2(q + 3 * i, &visited)));
+  });
+  return out;
+}
+
+// Expected cells per query of the grid search, from the distances of a few sampled queries
+// (the box around a query at distance d spans about (2 d / (kCell s) + 1)^3 cells).
+double grid_cost_per_query(const at::Tensor& queries, const at::Tensor& targets, const std::array<int64_t, 3>& dims,
+                           const std::array<double, 3>& sp) {
+  const int64_t n = queries.size(0), samples = std::min<int64_t>(n, 32);
+  const at::Tensor pick = queries.index_select(0, at::linspace(0, n - 1, samples).to(at::kLong)).contiguous();
+  const at::Tensor d = grid_distances(pick, targets, dims, sp);
+  double cost = 0;
+  for (int64_t i = 0; i < samples; ++i) {
+    double cells = 1;
+    for (int a = 0; a < 3; ++a) cells *= 2 * d[i].item<double>() / (kCell * sp[a]) + 2;
+    cost += cells;
+  }
+  return cost / static_cast<double>(samples);
+}
+
 }  // namespace
 
 at::Tensor detail::surface_voxels_cpu(const at::Tensor& mask_in) {
@@ -102,11 +220,33 @@ SurfaceDistances surface_distances(const at::Tensor& pred, const at::Tensor& ref
     out.ref_to_pred = inf_like_count(n);
     return out;
   }
+  if (!sp.is_cuda()) {
+    // CPU: the bucket-grid search where its estimated cost beats the EDT of the crop.
+    const at::Tensor qp = sp.nonzero().contiguous(), qr = sr.nonzero().contiguous();
+    const std::array<int64_t, 3> dims{sp.size(0), sp.size(1), sp.size(2)};
+    const double volume = static_cast<double>(sp.numel());
+    if (grid_cost_per_query(qp, qr, dims, spacing_zyx) * static_cast<double>(np) < volume &&
+        grid_cost_per_query(qr, qp, dims, spacing_zyx) * static_cast<double>(nr) < volume) {
+      out.pred_to_ref = grid_distances(qp, qr, dims, spacing_zyx);
+      out.ref_to_pred = grid_distances(qr, qp, dims, spacing_zyx);
+      return out;
+    }
+  }
+  return detail::surface_distances_edt(sp, sr, spacing_zyx);
+}
+
+SurfaceDistances detail::surface_distances_edt(const at::Tensor& sp, const at::Tensor& sr,
+                                               const std::array<double, 3>& spacing_zyx) {
   const at::Tensor d_to_ref = distance_transform_edt(~sr, spacing_zyx);
   const at::Tensor d_to_pred = distance_transform_edt(~sp, spacing_zyx);
-  out.pred_to_ref = d_to_ref.masked_select(sp).cpu();
-  out.ref_to_pred = d_to_pred.masked_select(sr).cpu();
-  return out;
+  return {d_to_ref.masked_select(sp).cpu(), d_to_pred.masked_select(sr).cpu()};
+}
+
+SurfaceDistances detail::surface_distances_grid(const at::Tensor& sp, const at::Tensor& sr,
+                                                const std::array<double, 3>& spacing_zyx) {
+  const std::array<int64_t, 3> dims{sp.size(0), sp.size(1), sp.size(2)};
+  const at::Tensor qp = sp.cpu().nonzero().contiguous(), qr = sr.cpu().nonzero().contiguous();
+  return {grid_distances(qp, qr, dims, spacing_zyx), grid_distances(qr, qp, dims, spacing_zyx)};
 }
 
 double percentile_linear(std::vector<double> x, double q) {

@@ -20,7 +20,9 @@
 // CPU and CUDA twins behind one entry point: the masks are cropped to the bounding box of
 // their union (+1 voxel), the surfaces extracted (a loop on the CPU, tensor shifts on the
 // GPU), and the distances read off the exact EDT (metrics/distance_transform.h) of the other
-// surface's complement, on the masks' device.
+// surface's complement, on the masks' device. On the CPU an exact bucket-grid nearest-
+// neighbour search over the surface voxels replaces the EDT when it is estimated cheaper
+// (surfaces near each other: the usual prediction-vs-reference case).
 #include <array>
 #include <vector>
 
@@ -58,6 +60,12 @@ at::Tensor surface_voxels(const at::Tensor& mask);
 namespace detail {
 at::Tensor surface_voxels_cpu(const at::Tensor& mask);
 at::Tensor surface_voxels_tensor_ops(const at::Tensor& mask);  ///< any device; the GPU path
+/// Directed distances between two non-empty surfaces (bool (D, H, W)) by each method: the
+/// EDT of the other surface's complement (any device), or the CPU bucket-grid search.
+SurfaceDistances surface_distances_edt(const at::Tensor& surface_pred, const at::Tensor& surface_ref,
+                                       const std::array<double, 3>& spacing_zyx);
+SurfaceDistances surface_distances_grid(const at::Tensor& surface_pred, const at::Tensor& surface_ref,
+                                        const std::array<double, 3>& spacing_zyx);
 }  // namespace detail
 
 }  // namespace neuroseg::metrics

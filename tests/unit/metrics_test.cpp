@@ -98,6 +98,23 @@ TEST_SUITE("metrics_surface") {
     CHECK(m.nsd == doctest::Approx(2.0 / 3));
   }
 
+  TEST_CASE("the CPU bucket-grid search equals the EDT path, near and far surfaces, anisotropic") {
+    at::manual_seed(9);
+    for (int t = 0; t < 6; ++t) {
+      const int64_t D = 9 + 7 * t, H = 20 - t, W = 11 + 3 * t;
+      at::Tensor a = at::rand({D, H, W}) > (t % 2 ? 0.97 : 0.5);
+      at::Tensor b = at::roll(a, {t}, {0}) & (at::rand({D, H, W}) > 0.2);
+      if (t == 5) b = at::zeros({D, H, W}, at::kBool), b[D - 1][H - 1][W - 1] = true;  // one far target
+      const at::Tensor sa = metrics::surface_voxels(a), sb = metrics::surface_voxels(b);
+      if (sa.sum().item<int64_t>() == 0 || sb.sum().item<int64_t>() == 0) continue;
+      const std::array<double, 3> sp{0.9, 2.1, 1.3};
+      const auto e = metrics::detail::surface_distances_edt(sa, sb, sp);
+      const auto g = metrics::detail::surface_distances_grid(sa, sb, sp);
+      CHECK(at::allclose(e.pred_to_ref, g.pred_to_ref, 1e-6, 1e-6));
+      CHECK(at::allclose(e.ref_to_pred, g.ref_to_pred, 1e-6, 1e-6));
+    }
+  }
+
   TEST_CASE("empty masks: MONAI's conventions") {
     at::Tensor a = at::zeros({4, 4, 4}, at::kByte);
     const at::Tensor empty = at::zeros({4, 4, 4}, at::kByte);
