@@ -23,7 +23,7 @@
 #include "io/json_args.h"
 #include "io/png.h"
 #include "io/volume_io.h"
-#include "losses/dice_ce.h"
+#include "losses/loss_factory.h"
 #include "models/checkpoint.h"
 #include "models/registry.h"
 #include "pipelines/autocast_guard.h"
@@ -253,7 +253,17 @@ TrainConfig TrainConfig::from_json(const nlohmann::json& j, const std::string& b
   }
   const nlohmann::json aug = a.get_object("augmentation");
   if (!aug.is_null()) c.augmentation = AugmentOptions::from_json(aug);
+  c.loss = a.get_choice("loss", c.loss, losses::loss_names());
+  c.loss_options = a.get_object("loss_options");
+  if (c.loss_options.is_null()) c.loss_options = nlohmann::json::object();
   a.finish();
+  {
+    const auto lo = losses::LossOptions::from_json(c.loss, c.loss_options, "config loss_options");
+    if (!lo.class_weights.empty() && lo.class_weights.size() != c.labels.size())
+      throw io::Error("config loss_options", "argument 'class_weights': needs one value per label (" +
+                                                 std::to_string(c.labels.size()) + "), got " +
+                                                 std::to_string(lo.class_weights.size()));
+  }
   // Fail early on model arguments and preprocessing, before any data is read.
   models::ModelRegistry::instance().create(c.model, c.model_args);
   nlohmann::json pp = c.preprocessing_json;
@@ -309,7 +319,7 @@ void write_curves_png(const std::string& path, const std::vector<double>& loss, 
     hi = *std::max_element(loss.begin(), loss.end());
     if (hi - lo < 1e-6) hi = lo + 1e-6;
   }
-  panel(0, loss_x, loss, lo, hi, "training loss (Dice + CE)", cv::Scalar(200, 80, 30));
+  panel(0, loss_x, loss, lo, hi, "training loss", cv::Scalar(200, 80, 30));
   panel(w, dice_epochs, dice, 0.0, 1.0, "validation Dice (foreground mean)", cv::Scalar(40, 160, 40));
   cv::Mat rgb;
   cv::cvtColor(canvas, rgb, cv::COLOR_BGR2RGB);
@@ -410,14 +420,16 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
   {
     std::ofstream(run_dir + "/config.json") << nlohmann::json{{"model", config.model}, {"args", config.model_args},
                                                                {"preprocessing", meta.preprocessing}, {"labels", config.labels},
-                                                               {"patch_size", meta.patch_size}, {"epochs", config.epochs}}
+                                                               {"patch_size", meta.patch_size}, {"epochs", config.epochs},
+                                                               {"loss", config.loss}, {"loss_options", config.loss_options}}
                                                    .dump(2);
   }
   const bool deep = config.model_args.value("deep_supervision", false);
   const at::ScalarType amp_type = config.amp == "fp16" ? at::kHalf : at::kBFloat16;
   const bool use_amp = config.amp != "none";
   const bool scale_loss = config.amp == "fp16";
-  losses::DiceCEOptions loss_options;
+  const losses::LossFn loss_fn =
+      losses::make_loss(losses::LossOptions::from_json(config.loss, config.loss_options, "config loss_options"));
 
   const int64_t ipe = config.iterations_per_epoch;
   if (start_epoch >= config.epochs) return best_dice;
@@ -445,8 +457,8 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
       at::Tensor loss;
       {
         AutocastGuard amp(device.type(), amp_type, use_amp);
-        loss = deep ? losses::deep_supervision_loss(model->forward_deep_supervision(image), label, loss_options)
-                    : losses::dice_ce_loss(model->forward(image), label, loss_options);
+        loss = deep ? losses::deep_supervision_loss(model->forward_deep_supervision(image), label, loss_fn)
+                    : loss_fn(model->forward(image), label);
       }
       (scale_loss ? loss * loss_scale : loss).backward();
       bool finite = true;

@@ -1,7 +1,8 @@
 #pragma once
 // `neuroseg train`: configuration, the training loop and its outputs (checkpoints, CSV
 // log, curves). The loop follows nnU-Net's recipe: patches with foreground oversampling,
-// heavy augmentation, Dice+CE (deep supervision when the model has heads), SGD Nesterov
+// heavy augmentation, Dice+CE or another loss of losses/ (deep supervision when the model
+// has heads), SGD Nesterov
 // with poly decay (or AdamW / cosine, with warm-up), gradient clipping, AMP, periodic
 // sliding-window validation, best/last checkpoints and exact resume.
 #include <array>
@@ -31,6 +32,8 @@ struct TrainConfig {
   double lr = 0.01, momentum = 0.99, weight_decay = 3e-5, warmup_epochs = 0, grad_clip = 12.0;
   bool nesterov = true;
   double foreground_fraction = 0.33;
+  std::string loss = "dice_ce";  ///< a name of losses::loss_names()
+  nlohmann::json loss_options = nlohmann::json::object();  ///< losses::LossOptions::from_json
   AugmentOptions augmentation;
   uint64_t seed = 0;
   std::string base_dir;  ///< relative data paths are resolved against the config's folder
