@@ -138,6 +138,69 @@ std::vector<LabelCounts> label_counts(const at::Tensor& pred_in, const at::Tenso
   return out;
 }
 
+LabelBox LabelBox::merged(const LabelBox& o) const {
+  if (empty()) return o;
+  if (o.empty()) return *this;
+  LabelBox b;
+  for (int a = 0; a < 3; ++a) {
+    b.lo[a] = std::min(lo[a], o.lo[a]);
+    b.hi[a] = std::max(hi[a], o.hi[a]);
+  }
+  return b;
+}
+
+std::vector<LabelBox> label_boxes(const at::Tensor& image_in, const std::vector<int64_t>& labels) {
+  TORCH_CHECK(image_in.dim() == 3, "label_boxes: a (D, H, W) image");
+  std::vector<LabelBox> out(labels.size());
+  if (labels.empty() || image_in.numel() == 0) return out;
+  const at::Tensor t = as_label_tensor(image_in.cpu());
+  const auto [lo_t, hi_t] = at::aminmax(t.to(at::kLong));
+  const int64_t lo = std::min(lo_t.item<int64_t>(), *std::min_element(labels.begin(), labels.end()));
+  const int64_t hi = std::max(hi_t.item<int64_t>(), *std::max_element(labels.begin(), labels.end()));
+  if (hi - lo >= kMaxDenseRange) {
+    for (size_t i = 0; i < labels.size(); ++i) {
+      const at::Tensor idx = (t == labels[i]).nonzero();
+      if (idx.size(0) == 0) continue;
+      for (int a = 0; a < 3; ++a) {
+        out[i].lo[a] = idx.select(1, a).min().item<int64_t>();
+        out[i].hi[a] = idx.select(1, a).max().item<int64_t>();
+      }
+    }
+    return out;
+  }
+  const LabelIndex index(lo, hi, labels);
+  const int64_t D = t.size(0), H = t.size(1), W = t.size(2);
+  // Threads own z-slabs and keep their own boxes, merged after.
+  const int threads = at::get_num_threads();
+  std::vector<std::vector<LabelBox>> partial(static_cast<size_t>(threads), std::vector<LabelBox>(labels.size()));
+  AT_DISPATCH_INTEGRAL_TYPES_AND(at::kBool, t.scalar_type(), "label_boxes", [&] {
+    const scalar_t* p = t.data_ptr<scalar_t>();
+    at::parallel_for(0, D, 1, [&](int64_t z0, int64_t z1) {
+      auto& boxes = partial[static_cast<size_t>(at::get_thread_num())];
+      for (int64_t z = z0; z < z1; ++z)
+        for (int64_t y = 0; y < H; ++y) {
+          const scalar_t* row = p + (z * H + y) * W;
+          for (int64_t x = 0; x < W; ++x) {
+            const int32_t i = index.lut[static_cast<size_t>(static_cast<int64_t>(row[x]) - lo)];
+            if (i < 0) continue;
+            LabelBox& b = boxes[static_cast<size_t>(i)];
+            if (b.empty()) {
+              b.lo = {z, y, x};
+              b.hi = {z, y, x};
+              continue;
+            }
+            b.lo[0] = std::min(b.lo[0], z); b.hi[0] = std::max(b.hi[0], z);
+            b.lo[1] = std::min(b.lo[1], y); b.hi[1] = std::max(b.hi[1], y);
+            b.lo[2] = std::min(b.lo[2], x); b.hi[2] = std::max(b.hi[2], x);
+          }
+        }
+    });
+  });
+  for (const auto& boxes : partial)
+    for (size_t i = 0; i < labels.size(); ++i) out[i] = out[i].merged(boxes[i]);
+  return out;
+}
+
 OverlapMetrics overlap_metrics(const LabelCounts& c) {
   auto ratio = [](double a, double b) { return b > 0 ? a / b : kNaN; };
   const double tp = static_cast<double>(c.tp), fp = static_cast<double>(c.fp), fn = static_cast<double>(c.fn);

@@ -3,6 +3,7 @@
 // Conventions follow nnU-Net's evaluation (nnunetv2/evaluation/evaluate_predictions.py):
 // a metric whose denominator is zero is NaN (e.g. Dice of a label absent from both images),
 // and NaN values are left out of the means.
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -30,6 +31,18 @@ struct OverlapMetrics {
 /// Dice = 2TP/(2TP+FP+FN), IoU = TP/(TP+FP+FN), precision = TP/(TP+FP), recall = TP/(TP+FN);
 /// NaN where the denominator is 0.
 OverlapMetrics overlap_metrics(const LabelCounts& c);
+
+/// Inclusive bounding box of one label in a (D, H, W) image; empty when the label is absent.
+struct LabelBox {
+  std::array<int64_t, 3> lo{0, 0, 0}, hi{-1, -1, -1};
+  bool empty() const { return hi[0] < lo[0]; }
+  /// The smallest box holding both.
+  LabelBox merged(const LabelBox& o) const;
+};
+
+/// Bounding boxes of every value of `labels` in a (D, H, W) label image: one pass on the
+/// CPU (per-label boxes let the surface metrics of a many-label atlas work on small crops).
+std::vector<LabelBox> label_boxes(const at::Tensor& image, const std::vector<int64_t>& labels);
 
 /// The non-zero values present in a label image, sorted (any device).
 std::vector<int64_t> present_labels(const at::Tensor& labels);

@@ -179,13 +179,28 @@ CaseEvaluation evaluate_case(const CasePair& pair, const EvaluateOptions& o) {
     }
     const std::vector<metrics::LabelCounts> counts = metrics::label_counts(p, g, labels);
     const auto& sp = ref.geometry.spacing;  // x, y, z
+    std::vector<metrics::LabelBox> pred_boxes, ref_boxes;
+    if (wants_surface(o)) {
+      pred_boxes = metrics::label_boxes(p, labels);
+      ref_boxes = metrics::label_boxes(g, labels);
+    }
     for (size_t i = 0; i < labels.size(); ++i) {
       if (!wants_surface(o)) {
         r.labels[labels[i]] = label_metrics(counts[i], nullptr, o);
         continue;
       }
+      // Surfaces and distances only depend on the union's box + 1 voxel (the image border
+      // stays where it is: a clipped margin means the box touches it).
+      const metrics::LabelBox box = pred_boxes[i].merged(ref_boxes[i]);
+      at::Tensor pc = p, gc = g;
+      if (!box.empty())
+        for (int a = 0; a < 3; ++a) {
+          const int64_t b = std::max<int64_t>(box.lo[a] - 1, 0), e = std::min<int64_t>(box.hi[a] + 2, p.size(a));
+          pc = pc.slice(a, b, e);
+          gc = gc.slice(a, b, e);
+        }
       const metrics::SurfaceMetrics s = metrics::surface_metrics(
-          metrics::surface_distances(p == labels[i], g == labels[i], {sp[2], sp[1], sp[0]}), o.tolerance_mm, o.percentile);
+          metrics::surface_distances(pc == labels[i], gc == labels[i], {sp[2], sp[1], sp[0]}), o.tolerance_mm, o.percentile);
       r.labels[labels[i]] = label_metrics(counts[i], &s, o);
     }
   } catch (const std::exception& e) {
