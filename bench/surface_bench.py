@@ -10,6 +10,10 @@ usage: bench/surface_bench.py [--sizes 64 128 256] [--threads 2] [--device cpu]
 import argparse
 import json
 import os
+
+# Both sides with OpenMP's passive wait policy (what the neuroseg CLI uses, see cli/main.cpp);
+# must be set before torch loads libgomp.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import subprocess
 import tempfile
 import time
