@@ -33,22 +33,31 @@
 // 2D image) gets only the four in-plane directions.
 //
 // What is ours, not skimage's (the result is the same voxel for voxel):
-//  - Only "surface" voxels (foreground with a background 6-neighbour) can be border voxels,
-//    so each pass walks a sorted list of them instead of the whole volume; deleting a voxel
-//    adds its foreground 6-neighbours, merged in raster order.
-//  - The 3x3x3 neighbourhood is one 27-bit word (bit k = skimage's neighbour index k, centre
-//    13); the simple-point test grows a 26-connected piece octant by octant with bit masks
-//    (two neighbours are 26-adjacent iff they share an octant of the cube, which is why
-//    Lee's octree labelling counts 26-connected pieces).
+//  - Only surface voxels (foreground with a background 6-neighbour) can be border voxels.
+//    They are kept in a two-level bit set, walked in raster order; a deletion adds its
+//    foreground 6-neighbours. skimage scans the whole volume in every pass.
+//  - Whether a voxel may be deleted depends on its 3x3x3 neighbourhood only, so the answer
+//    is cached per voxel until a neighbour is deleted; a candidate whose neighbourhood did
+//    not change since it was collected needs no second simple-point test.
+//  - The neighbourhood is one 27-bit word (9 four-byte loads); the Euler test reads the 8
+//    octant indices from 3 plane tables; the simple-point test grows a 26-connected piece
+//    with shift-and-mask dilations (two neighbours of the centre are 26-adjacent iff some
+//    octant holds both, which is why Lee's octree labelling counts 26-connected pieces).
 //  - Stopping after as many consecutive empty passes as there are directions, instead of at
 //    the end of a round: an empty pass leaves the image as it was, so the rest of skimage's
 //    round deletes nothing either.
 //  - Cropping to the bounding box: every test looks at the 3x3x3 neighbourhood only and the
 //    raster order is translation invariant, so the empty margin changes nothing (measured
 //    bit-identical in shared/specs/fisbe.md §2.2); the direction count follows the original
-//    depth, not the crop's.
-//  - Candidate collection only reads the image, so large lists are split across threads
-//    and concatenated in order; the re-check stays sequential.
+//    depth, not the crop's. Buffers come zeroed from calloc, so the empty parts of a crop
+//    are never touched.
+//  - Candidate collection only reads the image, so a large surface is split across threads
+//    (by blocks of the bit set) and the pieces concatenated in order; the re-check stays
+//    sequential.
+//
+// A quirk kept for agreement: the re-check tests simplicity only, and "simple" includes a
+// voxel without foreground neighbours, so a remnant isolated earlier in the same pass is
+// deleted and a small component can vanish (skimage does the same). Components never split.
 
 namespace neuroseg::metrics {
 namespace {
@@ -199,11 +208,10 @@ class RasterSet {
   size_t blocks_, size_ = 0;
 };
 
-// The thinning of one zero-padded crop: the image (0 / 1 bytes); per border direction the
-// set of foreground voxels whose neighbour that way is background (the only ones a pass in
-// that direction looks at); and per voxel a cached answer to "may it be deleted" (not an
-// end point, Euler invariant, simple), which depends only on the 3x3x3 neighbourhood and is
-// dropped when a neighbour is deleted.
+// The thinning of one zero-padded crop: the image (0 / 1 bytes); the surface, i.e. the
+// foreground voxels with a background 6-neighbour (only they can be border voxels); and per
+// voxel a cached answer to "may it be deleted" (not an end point, Euler invariant, simple),
+// which depends only on the 3x3x3 neighbourhood and is dropped when a neighbour is deleted.
 class Thinner {
  public:
   /// Crop of (d, h, w) voxels, all background; fill with row().
@@ -211,7 +219,7 @@ class Thinner {
       : rows_(h + 2), cols_(w + 2), slice_(rows_ * cols_), depth_(d), size_((d + 2) * slice_ + kSlack),
         img_(zero_array<uint8_t>(size_)), state_(zero_array<uint8_t>(size_)),
         // skimage's direction order 4, 3, 2, 1, 5, 6: background at r-1, r+1, c+1, c-1, p+1, p-1
-        border_{-cols_, cols_, 1, -1, slice_, -slice_} {
+        border_{-cols_, cols_, 1, -1, slice_, -slice_}, surface_(size_) {
     for (int dp = -1; dp <= 1; ++dp)
       for (int dr = -1; dr <= 1; ++dr) row_offset_[3 * (dp + 1) + dr + 1] = dp * slice_ + dr * cols_ - 1;
   }
@@ -221,9 +229,7 @@ class Thinner {
 
   /// `directions`: 6, or 4 for a one-slice volume (skimage decides on the uncropped depth).
   void run(int directions) {
-    directions_ = directions;
-    for (int d = 0; d < directions; ++d) borders_.emplace_back(size_);
-    list_borders();
+    list_surface();
     int empty_passes = 0;
     for (int d = 0; empty_passes < directions; d = (d + 1) % directions)
       empty_passes = thin_once(d) ? 0 : empty_passes + 1;
@@ -231,7 +237,7 @@ class Thinner {
 
  private:
   static constexpr uint8_t kKnown = 1, kDeletable = 2;
-  static constexpr size_t kParallelMin = 16384;
+  static constexpr size_t kParallelMin = 65536;  // border voxels; below, threads cost more than they save
   static constexpr int64_t kSlack = 8;  // cube_at reads one byte past the last voxel's row
 
   // The 27 bytes as 9 rows of 3 along c: a 4-byte load keeps bytes c-1, c, c+1 and one
@@ -252,7 +258,7 @@ class Thinner {
     return eight == 0;
   }
 
-  void list_borders() {
+  void list_surface() {
     for (int64_t z = 0; z < depth_; ++z)
       for (int64_t y = 0; y < rows_ - 2; ++y) {
         const int64_t first = (z + 1) * slice_ + (y + 1) * cols_ + 1;
@@ -261,16 +267,16 @@ class Thinner {
             i += 7;
             continue;
           }
-          if (!img_[i]) continue;
-          for (int d = 0; d < directions_; ++d)
-            if (!img_[i + border_[d]]) borders_[d].insert(i);
+          const uint8_t* p = img_.get() + i;
+          if (*p && !(p[-1] & p[1] & p[-cols_] & p[cols_] & p[-slice_] & p[slice_])) surface_.insert(i);
         }
       }
   }
 
   // Writes state_ of the voxels it visits only, so block ranges can run in parallel.
-  void collect(const RasterSet& set, size_t begin, size_t end, std::vector<int64_t>& out) {
-    set.for_each(begin, end, [&](int64_t i) {
+  void collect(int64_t border, size_t begin, size_t end, std::vector<int64_t>& out) {
+    surface_.for_each(begin, end, [&](int64_t i) {
+      if (img_[i + border]) return;
       __builtin_prefetch(img_.get() + i + slice_ + 2 * cols_);
       __builtin_prefetch(state_.get() + i + 2 * cols_);
       uint8_t s = state_[i];
@@ -286,7 +292,8 @@ class Thinner {
 
   // One pass in border direction d; true when something was deleted.
   bool thin_once(int d) {
-    const RasterSet& set = borders_[d];
+    const RasterSet& set = surface_;
+    const int64_t border = border_[d];
     candidates_.clear();
     const int threads = at::get_num_threads();
     if (threads > 1 && set.size() >= kParallelMin && !at::in_parallel_region()) {
@@ -295,17 +302,17 @@ class Thinner {
       at::parallel_for(0, static_cast<int64_t>(chunks), 1, [&](int64_t b, int64_t e) {
         for (int64_t c = b; c < e; ++c) {
           chunk_out_[c].clear();
-          collect(set, blocks * c / chunks, blocks * (c + 1) / chunks, chunk_out_[c]);
+          collect(border, blocks * c / chunks, blocks * (c + 1) / chunks, chunk_out_[c]);
         }
       });
       for (const auto& part : chunk_out_) candidates_.insert(candidates_.end(), part.begin(), part.end());
     } else {
-      collect(set, 0, set.blocks(), candidates_);
+      collect(border, 0, set.blocks(), candidates_);
     }
 
     // Sequential re-check. A candidate whose neighbourhood is unchanged since collect() is
-    // still simple. A deletion drops the cached answers around it; the voxel on its other
-    // side in each direction becomes a border voxel of that direction.
+    // still simple. A deletion drops the cached answers around it and puts its foreground
+    // 6-neighbours on the surface.
     bool changed = false;
     for (int64_t i : candidates_) {
       if (!(state_[i] & kKnown) && !is_simple(cube_at(i))) continue;
@@ -313,10 +320,9 @@ class Thinner {
       img_[i] = 0;
       // Forget the answers of the 3x3x3 block (and, harmlessly, of the voxel after each row).
       for (int64_t o : row_offset_) std::memset(state_.get() + i + o, 0, 4);
-      for (int e = 0; e < directions_; ++e) {
-        borders_[e].erase(i);
-        if (img_[i - border_[e]]) borders_[e].insert(i - border_[e]);
-      }
+      surface_.erase(i);
+      for (int64_t o : border_)
+        if (img_[i + o]) surface_.insert(i + o);
     }
     return changed;
   }
@@ -324,8 +330,7 @@ class Thinner {
   int64_t rows_, cols_, slice_, depth_, size_;
   ZeroArray<uint8_t> img_, state_;
   int64_t border_[6], row_offset_[9];
-  int directions_ = 6;
-  std::vector<RasterSet> borders_;
+  RasterSet surface_;
   std::vector<int64_t> candidates_;
   std::vector<std::vector<int64_t>> chunk_out_;
 };
@@ -375,15 +380,24 @@ std::vector<Instance> find_instances(const T* data, int64_t D, int64_t H, int64_
   return found;
 }
 
+// Whether inside(row[x]) holds for some x < n; written as a reduction without an early
+// exit so that it vectorizes (most rows of a sparse mask are empty).
+template <typename T, typename Inside>
+bool any_inside(const T* row, int64_t n, Inside inside) {
+  bool any = false;
+  for (int64_t x = 0; x < n; ++x) any |= inside(row[x]);
+  return any;
+}
+
 template <typename T>
 Box nonzero_box(const T* data, int64_t D, int64_t H, int64_t W) {
   Box box;
   for (int64_t z = 0; z < D; ++z)
     for (int64_t y = 0; y < H; ++y) {
       const T* row = data + (z * H + y) * W;
+      if (!any_inside(row, W, [](T v) { return v != T(0); })) continue;
       int64_t x0 = 0, x1 = W - 1;
-      while (x0 < W && row[x0] == T(0)) ++x0;
-      if (x0 == W) continue;
+      while (row[x0] == T(0)) ++x0;
       while (row[x1] == T(0)) --x1;
       box.add_run(z, y, x0, x1);
     }
@@ -401,6 +415,7 @@ void thin_box(const Box& box, const T* in, O* out, O mark, Inside inside, int64_
   for (int64_t z = 0; z < d; ++z)
     for (int64_t y = 0; y < h; ++y) {
       const T* src = in + at_row(z, y);
+      if (!any_inside(src, w, inside)) continue;  // the crop starts zeroed; leave its pages untouched
       uint8_t* dst = thinner.row(z, y);
       for (int64_t x = 0; x < w; ++x) dst[x] = inside(src[x]) ? 1 : 0;
     }
@@ -449,6 +464,14 @@ void skeletonize_instances(const at::Tensor& labels, at::Tensor& out) {
   }
 }
 
+// Zeros without a parallel ATen kernel: on a busy machine waking threads for a fill costs
+// more than the fill.
+at::Tensor zeros_serial(at::IntArrayRef sizes, at::ScalarType dtype) {
+  at::Tensor t = at::empty(sizes, at::TensorOptions().dtype(dtype));
+  std::memset(t.data_ptr(), 0, t.nbytes());
+  return t;
+}
+
 at::Tensor as_volume(const at::Tensor& t, const char* what) {
   if (t.dim() != 2 && t.dim() != 3)
     throw io::Error(what, "expects a (D, H, W) or (H, W) image, got " + std::to_string(t.dim()) + "D");
@@ -461,7 +484,7 @@ at::Tensor skeletonize_labels(const at::Tensor& labels) {
   if (!(at::isIntegralType(labels.scalar_type(), /*includeBool=*/true)))
     throw io::Error("skeletonize_labels", std::string("expects an integer label image, got ") + c10::toString(labels.scalar_type()));
   const at::Tensor volume = as_volume(labels, "skeletonize_labels");
-  at::Tensor out = at::zeros_like(volume);
+  at::Tensor out = zeros_serial(volume.sizes(), volume.scalar_type());
   AT_DISPATCH_INTEGRAL_TYPES_AND(at::kBool, volume.scalar_type(), "skeletonize_labels",
                                  [&] { skeletonize_instances<scalar_t>(volume, out); });
   return out.reshape(labels.sizes());
@@ -470,7 +493,7 @@ at::Tensor skeletonize_labels(const at::Tensor& labels) {
 at::Tensor skeletonize(const at::Tensor& mask) {
   const at::Tensor volume = as_volume(mask, "skeletonize");
   const int64_t D = volume.size(0), H = volume.size(1), W = volume.size(2);
-  at::Tensor out = at::zeros(volume.sizes(), volume.options().dtype(at::kByte));
+  at::Tensor out = zeros_serial(volume.sizes(), at::kByte);
   AT_DISPATCH_ALL_TYPES_AND3(at::kBool, at::kHalf, at::kBFloat16, volume.scalar_type(), "skeletonize", [&] {
     const scalar_t* in = volume.const_data_ptr<scalar_t>();
     const Box box = nonzero_box(in, D, H, W);

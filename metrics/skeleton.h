@@ -10,6 +10,10 @@
 // uint8 {0, 1}. Foreground is "non-zero", i.e. skimage on (mask != 0): this equals skimage on
 // mask.astype(uint8) for bool and 0/1 masks, the FISBe use (a value such as 256 or 0.5 would
 // be zero after astype(uint8) but is foreground here).
+//
+// Like skimage's, the skeleton is a subset of the mask and never splits a component, but a
+// small component can vanish (the sequential re-check deletes a voxel that an earlier
+// deletion of the same pass left isolated), and it is not centred for even widths.
 #include <ATen/core/Tensor.h>
 
 namespace neuroseg::metrics {
