@@ -40,7 +40,7 @@ void add_evaluate_command(CLI::App& app) {
   cmd->add_option("--labels", a->labels, "Comma-separated labels (default: every non-zero label present)");
   std::string names;
   for (const auto& n : pipelines::evaluation_metric_names()) names += (names.empty() ? "" : ",") + n;
-  cmd->add_option("--metrics", a->metrics, "Comma-separated subset of " + names + " (default: all)");
+  cmd->add_option("--metrics", a->metrics, "Comma-separated subset of " + names + " (default: all but cldice)");
   cmd->add_option("--tolerance-mm", a->tolerance_mm, "NSD tolerance in mm")->check(CLI::NonNegativeNumber);
   cmd->add_option("--percentile", a->percentile, "Percentile of the robust Hausdorff distance")->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--device", a->device, "cpu, cuda:N or auto");

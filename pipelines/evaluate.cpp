@@ -14,6 +14,7 @@
 #include "io/atomic_output.h"
 #include "io/error.h"
 #include "io/volume_io.h"
+#include "metrics/cldice.h"
 #include "metrics/overlap.h"
 #include "metrics/surface_distance.h"
 #include "pipelines/cases.h"
@@ -29,13 +30,16 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 const std::vector<std::pair<std::string, std::string>>& metric_keys() {
   static const std::vector<std::pair<std::string, std::string>> keys = {
       {"dice", "Dice"}, {"iou", "IoU"}, {"precision", "precision"}, {"recall", "recall"},
-      {"volume_difference", "volume_difference"}, {"hd", "HD"}, {"hd95", "HD95"}, {"assd", "ASSD"}, {"nsd", "NSD"}};
+      {"volume_difference", "volume_difference"}, {"hd", "HD"}, {"hd95", "HD95"}, {"assd", "ASSD"}, {"nsd", "NSD"},
+      {"cldice", "clDice"}};
   return keys;
 }
 const char* kCountKeys[] = {"TP", "FP", "FN", "TN", "n_pred", "n_ref"};
 
+// clDice (skeletons) is opt-in: everything else is on by default.
 bool wants(const EvaluateOptions& o, const std::string& name) {
-  return o.metrics.empty() || std::find(o.metrics.begin(), o.metrics.end(), name) != o.metrics.end();
+  if (o.metrics.empty()) return name != "cldice";
+  return std::find(o.metrics.begin(), o.metrics.end(), name) != o.metrics.end();
 }
 bool wants_surface(const EvaluateOptions& o) {
   return wants(o, "hd") || wants(o, "hd95") || wants(o, "assd") || wants(o, "nsd");
@@ -43,12 +47,12 @@ bool wants_surface(const EvaluateOptions& o) {
 
 // Every metric of one label from its counts and (when asked) its surface distances.
 std::map<std::string, double> label_metrics(const metrics::LabelCounts& c, const metrics::SurfaceMetrics* s,
-                                            const EvaluateOptions& o) {
+                                            const EvaluateOptions& o, double cl_dice = kNaN) {
   const metrics::OverlapMetrics m = metrics::overlap_metrics(c);
   const std::map<std::string, double> all = {
       {"dice", m.dice}, {"iou", m.iou}, {"precision", m.precision}, {"recall", m.recall},
       {"volume_difference", m.volume_difference}, {"hd", s ? s->hd : kNaN}, {"hd95", s ? s->hd95 : kNaN},
-      {"assd", s ? s->assd : kNaN}, {"nsd", s ? s->nsd : kNaN}};
+      {"assd", s ? s->assd : kNaN}, {"nsd", s ? s->nsd : kNaN}, {"cldice", cl_dice}};
   std::map<std::string, double> out;
   for (const auto& [name, key] : metric_keys())
     if (wants(o, name)) out[key] = all.at(name);
@@ -180,12 +184,13 @@ CaseEvaluation evaluate_case(const CasePair& pair, const EvaluateOptions& o) {
     const std::vector<metrics::LabelCounts> counts = metrics::label_counts(p, g, labels);
     const auto& sp = ref.geometry.spacing;  // x, y, z
     std::vector<metrics::LabelBox> pred_boxes, ref_boxes;
-    if (wants_surface(o)) {
+    const bool crops = wants_surface(o) || wants(o, "cldice");
+    if (crops) {
       pred_boxes = metrics::label_boxes(p, labels);
       ref_boxes = metrics::label_boxes(g, labels);
     }
     for (size_t i = 0; i < labels.size(); ++i) {
-      if (!wants_surface(o)) {
+      if (!crops) {
         r.labels[labels[i]] = label_metrics(counts[i], nullptr, o);
         continue;
       }
@@ -199,9 +204,12 @@ CaseEvaluation evaluate_case(const CasePair& pair, const EvaluateOptions& o) {
           pc = pc.slice(a, b, e);
           gc = gc.slice(a, b, e);
         }
-      const metrics::SurfaceMetrics s = metrics::surface_metrics(
-          metrics::surface_distances(pc == labels[i], gc == labels[i], {sp[2], sp[1], sp[0]}), o.tolerance_mm, o.percentile);
-      r.labels[labels[i]] = label_metrics(counts[i], &s, o);
+      const at::Tensor pm = pc == labels[i], gm = gc == labels[i];
+      metrics::SurfaceMetrics s{kNaN, kNaN, kNaN, kNaN};
+      if (wants_surface(o))
+        s = metrics::surface_metrics(metrics::surface_distances(pm, gm, {sp[2], sp[1], sp[0]}), o.tolerance_mm, o.percentile);
+      const double cl = wants(o, "cldice") ? metrics::cl_dice(pm.cpu(), gm.cpu()) : kNaN;
+      r.labels[labels[i]] = label_metrics(counts[i], wants_surface(o) ? &s : nullptr, o, cl);
     }
   } catch (const std::exception& e) {
     r.error = e.what();

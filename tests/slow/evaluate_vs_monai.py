@@ -150,6 +150,23 @@ try:
     if not ok:
         failures += 1
         print("FAIL bad-input run:", run.returncode, run.stderr, len(s2["metric_per_case"]))
+    # clDice on request: against skimage skeletons and the clDice formula (Shit et al. 2021).
+    from skimage.morphology import skeletonize_3d
+    out3 = os.path.join(tmp, "results3", "summary.json")
+    subprocess.run([NEUROSEG, "evaluate", "-p", os.path.join(pred_dir, "random_aniso_seg.nii.gz"), "-r",
+                    os.path.join(ref_dir, "random_aniso.nii.gz"), "-o", out3, "--metrics", "dice,cldice"], check=True,
+                   capture_output=True)
+    got = json.load(open(out3))["metric_per_case"][0]["metrics"]
+    p, r, _ = cases["random_aniso"]
+    for l in (1, 2):
+        sp_, sr_ = skeletonize_3d((p == l).astype(np.uint8)) > 0, skeletonize_3d((r == l).astype(np.uint8)) > 0
+        # 0/0 -> 0 (FISBe's nan_to_num): skimage thins a 7x6x6 box to nothing.
+        tprec = np.sum(sp_ & (r == l)) / np.sum(sp_) if np.sum(sp_) else 0.0
+        tsens = np.sum(sr_ & (p == l)) / np.sum(sr_) if np.sum(sr_) else 0.0
+        want = 2 * tprec * tsens / (tprec + tsens) if tprec + tsens else 0.0
+        if not same(got[str(l)]["clDice"], want) or "HD95" in got[str(l)]:
+            failures += 1
+            print("FAIL clDice", l, got[str(l)], want)
     run = subprocess.run([NEUROSEG, "evaluate", "-p", pred_dir, "-r", ref_dir, "-o", out2, "--metrics", "dice,hd96"],
                          capture_output=True, text=True)
     if run.returncode == 0 or "unknown metric 'hd96'" not in run.stderr or len(run.stderr.strip().splitlines()) != 1:
