@@ -159,7 +159,11 @@ try:
     got = json.load(open(out3))["metric_per_case"][0]["metrics"]
     p, r, _ = cases["random_aniso"]
     for l in (1, 2):
-        sp_, sr_ = skeletonize_3d((p == l).astype(np.uint8)) > 0, skeletonize_3d((r == l).astype(np.uint8)) > 0
+        # neuroseg holds volumes as (z, y, x), nibabel's arrays are (x, y, z): Lee's thinning
+        # depends on the scan order, so skeletonize the same (z, y, x) array skimage-side.
+        zyx = lambda a: np.ascontiguousarray(a.transpose(2, 1, 0))
+        sp_ = (skeletonize_3d(zyx(p == l).astype(np.uint8)) > 0).transpose(2, 1, 0)
+        sr_ = (skeletonize_3d(zyx(r == l).astype(np.uint8)) > 0).transpose(2, 1, 0)
         # 0/0 -> 0 (FISBe's nan_to_num): skimage thins a 7x6x6 box to nothing.
         tprec = np.sum(sp_ & (r == l)) / np.sum(sp_) if np.sum(sp_) else 0.0
         tsens = np.sum(sr_ & (p == l)) / np.sum(sr_) if np.sum(sr_) else 0.0
