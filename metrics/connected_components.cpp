@@ -66,7 +66,7 @@ Components label_impl(const T* in, int64_t D, int64_t H, int64_t W, int connecti
         int32_t label = 0;
         for (const Offset& o : offsets) {
           const int64_t zz = z + o.dz, yy = y + o.dy, xx = x + o.dx;
-          if (zz < 0 || yy < 0 || xx < 0 || xx >= W) continue;
+          if (zz < 0 || yy < 0 || xx < 0 || yy >= H || xx >= W) continue;  // dz = -1 reaches y + 1
           const int64_t j = (zz * H + yy) * W + xx;
           if (in[j] != v) continue;
           const int32_t other = find_root(parent, out[j]);

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/volume_io.h"
+#include "metrics/connected_components.h"
 #include "metrics/overlap.h"
 #include "metrics/surface_distance.h"
 #include "pipelines/evaluate.h"
@@ -174,5 +175,17 @@ TEST_SUITE("pipelines_evaluate") {
     std::string header;
     std::getline(csv, header);
     CHECK(header.rfind("case,label,status,seconds,", 0) == 0);
+  }
+}
+
+TEST_SUITE("metrics_components") {
+  TEST_CASE("26-connectivity: the (dz, dy) = (-1, +1) neighbour of a slice's last row does not wrap") {
+    // The previous-slice offset (-1, +1, 0) from (1, 2, 1) would land, unchecked, on (1, 0, 1).
+    at::Tensor m = at::zeros({2, 3, 3}, at::kByte);
+    m[1][2][1] = 1;
+    m[1][0][1] = 1;
+    CHECK(metrics::connected_components(m, 26).count == 2);
+    m[0][1][1] = 1;  // a real neighbour of both
+    CHECK(metrics::connected_components(m, 26).count == 1);
   }
 }
