@@ -4,7 +4,8 @@
 // index, so every root is its component's first element in raster order).
 //
 // The (D, H, W) volume is D * H rows of W voxels. A run is a maximal segment [x0, x1) of one
-// row holding one non-zero value. Two runs connect when their values are equal and their
+// row holding one non-zero value; runs are read off a bit mask of value changes, 64 voxels
+// at a time (8 per word for 1-byte dtypes), with no branch per voxel. Two runs connect when their values are equal and their
 // rows are neighbours under the connectivity, with overlapping x ranges, widened by one
 // voxel when the connectivity admits a diagonal step along x:
 //   4 (2D):  (z, y-1) exact                     8 (2D): (z, y-1) widened
@@ -28,7 +29,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <exception>
 #include <numeric>
+#include <thread>
 
 #ifdef __linux__
 #include <sys/mman.h>
@@ -295,13 +298,36 @@ void scan_slab(const T* in, int64_t H, int64_t W, const std::vector<RowLink>& li
   }
 }
 
+// Runs fn(0) .. fn(count - 1) on `count` threads. Not at::parallel_for: that one is inline
+// OpenMP and runs serially in a translation unit compiled without -fopenmp (ours are).
+template <typename F>
+void on_threads(int64_t count, const F& fn) {
+  if (count == 1) return fn(0);
+  std::vector<std::exception_ptr> errors(count);
+  std::vector<std::thread> threads;
+  threads.reserve(count - 1);
+  auto guarded = [&](int64_t i) {
+    try {
+      fn(i);
+    } catch (...) {
+      errors[i] = std::current_exception();
+    }
+  };
+  for (int64_t i = 1; i < count; ++i) threads.emplace_back(guarded, i);
+  guarded(0);
+  for (std::thread& t : threads) t.join();
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
 template <typename T>
 Components label(const T* in, int64_t D, int64_t H, int64_t W, int connectivity) {
   const std::vector<RowLink> links = row_links(connectivity);
   const int64_t R = D * H;
-  // One slab per thread, and at most 2^30 voxels per slab so that run indices fit int32.
+  // One slab per thread (at::get_num_threads()) of at least 2 rows, and at most 2^30 voxels
+  // per slab so that run indices fit int32.
   const int64_t max_voxels = int64_t(1) << 30;
-  int64_t S = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), R));
+  int64_t S = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), R / 2));
   S = std::max(S, (R * W + max_voxels - 1) / max_voxels);
   S = std::min(S, std::max<int64_t>(R, 1));
   std::vector<Slab> slabs(S);
@@ -309,9 +335,7 @@ Components label(const T* in, int64_t D, int64_t H, int64_t W, int connectivity)
     slabs[s].row0 = R * s / S;
     slabs[s].row1 = R * (s + 1) / S;
   }
-  at::parallel_for(0, S, 1, [&](int64_t b, int64_t e) {
-    for (int64_t s = b; s < e; ++s) scan_slab(in, H, W, links, slabs[s]);
-  });
+  on_threads(S, [&](int64_t s) { scan_slab(in, H, W, links, slabs[s]); });
 
   // Step 2: seams between slabs, on a union-find over all local components.
   std::vector<int64_t> base(S + 1, 0);
@@ -381,21 +405,19 @@ Components label(const T* in, int64_t D, int64_t H, int64_t W, int connectivity)
   c.labels = at::empty({D, H, W}, at::kInt);
   int32_t* out = c.labels.data_ptr<int32_t>();
   advise_huge_pages(out, static_cast<size_t>(c.labels.numel()) * sizeof(int32_t));
-  at::parallel_for(0, S, 1, [&](int64_t b, int64_t e) {
-    for (int64_t s = b; s < e; ++s) {
-      const Slab& sl = slabs[s];
-      const int32_t* fl = final_label.data() + base[s];
-      for (int64_t r = sl.row0; r < sl.row1; ++r) {
-        int32_t* o = out + r * W;
-        int32_t x = 0;
-        for (int32_t k = sl.row_start[r - sl.row0]; k < sl.row_start[r - sl.row0 + 1]; ++k) {
-          const Run run = sl.runs[k];
-          std::fill(o + x, o + run.x0, 0);
-          std::fill(o + run.x0, o + run.x1, fl[sl.id[k]]);
-          x = run.x1;
-        }
-        std::fill(o + x, o + W, 0);
+  on_threads(S, [&](int64_t s) {
+    const Slab& sl = slabs[s];
+    const int32_t* fl = final_label.data() + base[s];
+    for (int64_t r = sl.row0; r < sl.row1; ++r) {
+      int32_t* o = out + r * W;
+      int32_t x = 0;
+      for (int32_t k = sl.row_start[r - sl.row0]; k < sl.row_start[r - sl.row0 + 1]; ++k) {
+        const Run run = sl.runs[k];
+        std::fill(o + x, o + run.x0, 0);
+        std::fill(o + run.x0, o + run.x1, fl[sl.id[k]]);
+        x = run.x1;
       }
+      std::fill(o + x, o + W, 0);
     }
   });
   return c;
