@@ -26,6 +26,19 @@ target_link_libraries(neuroseg_torch INTERFACE "-Wl,--no-as-needed" stdc++ ${TOR
 target_compile_options(neuroseg_torch INTERFACE $<$<COMPILE_LANGUAGE:CXX>:${TORCH_CXX_FLAGS}>)
 get_filename_component(NEUROSEG_TORCH_LIBDIR "${TORCH_LIBRARY}" DIRECTORY)
 set(CMAKE_BUILD_RPATH "${NEUROSEG_TORCH_LIBDIR}")
+# at::parallel_for is inline code in ATen's headers (ATen/ParallelOpenMP.h): without
+# -fopenmp its `#pragma omp parallel` is ignored and every neuroseg loop runs on one thread,
+# whatever at::set_num_threads says. Compile with OpenMP, and link the libgomp the wheel
+# ships (torch/lib/libgomp.so.1, found first through the RPATH) rather than gcc's, so that
+# one OpenMP runtime serves torch and us and at::set_num_threads governs both.
+if(AT_PARALLEL_OPENMP OR EXISTS "${NEUROSEG_TORCH_LIBDIR}/libgomp.so.1")
+  target_compile_options(neuroseg_torch INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-fopenmp>)
+  if(EXISTS "${NEUROSEG_TORCH_LIBDIR}/libgomp.so.1")
+    target_link_libraries(neuroseg_torch INTERFACE "${NEUROSEG_TORCH_LIBDIR}/libgomp.so.1")
+  else()
+    target_link_libraries(neuroseg_torch INTERFACE gomp)
+  endif()
+endif()
 
 # ITK: only the IO modules we use. IO objects are created explicitly (io/itk_io.cpp),
 # so no factory-registration magic is needed.

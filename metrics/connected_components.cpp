@@ -1,151 +1,147 @@
-// Two-pass connected-component labelling with union-find (Wu, Otoo & Suzuki 2005's
-// scan + equivalence idea, as cc3d): pass 1 visits voxels in raster order and joins each
-// to its already-visited neighbours of equal value (the "backward" half of the
-// neighbourhood: 3 of 6, 9 of 18, 13 of 26); pass 2 replaces provisional labels by their
-// root, renumbered in order of first appearance.
-//
-// The backward neighbours are the offsets (dz, dy, dx), dz in {-1, 0}, that come strictly
-// before the voxel in raster order and have at most 1 (6-conn), 2 (18) or 3 (26) non-zero
-// components: 3, 9 and 13 of them.
+// Dispatch (shape and connectivity checks, CPU or CUDA twin), the CUDA host side and the
+// postprocessing helpers built on connected components. The CPU labelling is in
+// connected_components_cpu.cpp, the kernels in connected_components_cuda.cu.
 #include "metrics/connected_components.h"
 
 #include <algorithm>
-#include <array>
+#include <climits>
 #include <map>
-#include <numeric>
 
 #include <ATen/ATen.h>
+
+#ifdef NEUROSEG_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+
+#include "metrics/connected_components_kernel.h"
+#endif
 
 #include "io/error.h"
 
 namespace neuroseg::metrics {
+
+#ifdef NEUROSEG_WITH_CUDA
+namespace detail {
 namespace {
 
-struct Offset {
-  int dz, dy, dx;
-};
-
-std::vector<Offset> backward_offsets(int connectivity) {
-  std::vector<Offset> out;
-  for (int dz = -1; dz <= 0; ++dz)
-    for (int dy = -1; dy <= 1; ++dy)
-      for (int dx = -1; dx <= 1; ++dx) {
-        // Strictly before (0,0,0) in raster order.
-        if (dz == 0 && (dy > 0 || (dy == 0 && dx >= 0))) continue;
-        const int nonzero = (dz != 0) + (dy != 0) + (dx != 0);
-        const int limit = connectivity == 26 || connectivity == 8 ? 3 : (connectivity == 18 ? 2 : 1);
-        if (nonzero <= limit) out.push_back({dz, dy, dx});
-      }
-  return out;
-}
-
-int32_t find_root(std::vector<int32_t>& parent, int32_t a) {
-  while (parent[a] != a) {
-    parent[a] = parent[parent[a]];  // path halving
-    a = parent[a];
-  }
-  return a;
-}
-
-template <typename T>
-Components label_impl(const T* in, int64_t D, int64_t H, int64_t W, int connectivity) {
-  Components c;
-  c.labels = at::zeros({D, H, W}, at::kInt);
-  int32_t* out = c.labels.data_ptr<int32_t>();
-  std::vector<Offset> offsets = backward_offsets(connectivity);
-  if (D == 1) {  // 2D: keep in-plane offsets only
-    offsets.erase(std::remove_if(offsets.begin(), offsets.end(), [](const Offset& o) { return o.dz != 0; }), offsets.end());
-  }
-  std::vector<int32_t> parent{0};
-  for (int64_t z = 0; z < D; ++z)
-    for (int64_t y = 0; y < H; ++y)
-      for (int64_t x = 0; x < W; ++x) {
-        const int64_t i = (z * H + y) * W + x;
-        const T v = in[i];
-        if (v == 0) continue;
-        int32_t label = 0;
-        for (const Offset& o : offsets) {
-          const int64_t zz = z + o.dz, yy = y + o.dy, xx = x + o.dx;
-          if (zz < 0 || yy < 0 || xx < 0 || yy >= H || xx >= W) continue;  // dz = -1 reaches y + 1
-          const int64_t j = (zz * H + yy) * W + xx;
-          if (in[j] != v) continue;
-          const int32_t other = find_root(parent, out[j]);
-          if (label == 0) {
-            label = other;
-          } else if (other != label) {
-            const int32_t lo = std::min(label, other), hi = std::max(label, other);
-            parent[hi] = lo;
-            label = lo;
-          }
-        }
-        if (label == 0) {
-          label = static_cast<int32_t>(parent.size());
-          parent.push_back(label);
-        }
-        out[i] = label;
-      }
-  // Pass 2: roots -> 1..N in order of first appearance.
-  std::vector<int32_t> final_label(parent.size(), 0);
-  int32_t next = 0;
-  const int64_t n = D * H * W;
-  for (int64_t i = 0; i < n; ++i) {
-    if (out[i] == 0) continue;
-    const int32_t r = find_root(parent, out[i]);
-    if (final_label[r] == 0) {
-      final_label[r] = ++next;
-      c.sizes.push_back(0);
-    }
-    out[i] = final_label[r];
-    ++c.sizes[out[i] - 1];
-  }
-  c.count = next;
-  return c;
+void check_launch(cudaError_t rc) {
+  if (rc != cudaSuccess) throw io::Error("connected components", std::string("CUDA launch failed: ") + cudaGetErrorString(rc));
 }
 
 }  // namespace
 
-Components connected_components(const at::Tensor& image, int connectivity) {
-  if (image.dim() != 3) throw io::Error("connected_components", "expects a (D, H, W) tensor, got " + std::to_string(image.dim()) + "D");
-  const bool two_d = image.size(0) == 1;
-  const bool ok = two_d ? (connectivity == 4 || connectivity == 8 || connectivity == 6 || connectivity == 18 ||
-                           connectivity == 26)
-                        : (connectivity == 6 || connectivity == 18 || connectivity == 26);
-  if (!ok)
-    throw io::Error("connected_components", "connectivity " + std::to_string(connectivity) +
-                                                " is not supported (6, 18 or 26 in 3D; 4 or 8 in 2D)");
-  if (two_d && connectivity == 6) connectivity = 4;
-  if (two_d && (connectivity == 18 || connectivity == 26)) connectivity = 8;
-  at::Tensor x = image.to(at::kCPU).contiguous();
-  if (x.scalar_type() == at::kBool) x = x.to(at::kByte);
-  if (at::isFloatingType(x.scalar_type())) throw io::Error("connected_components", "expects an integer label image");
-  const int64_t D = x.size(0), H = x.size(1), W = x.size(2);
+Components connected_components_cuda(const at::Tensor& image, int connectivity) {
+  TORCH_CHECK(image.dim() == 3 && image.is_cuda(), "connected_components_cuda: expects a CUDA (D, H, W) tensor");
+  const c10::cuda::CUDAGuard guard(image.device());
+  at::Tensor x = image;
   switch (x.scalar_type()) {
-    case at::kByte: return label_impl(x.data_ptr<uint8_t>(), D, H, W, connectivity);
-    case at::kChar: return label_impl(x.data_ptr<int8_t>(), D, H, W, connectivity);
-    case at::kShort: return label_impl(x.data_ptr<int16_t>(), D, H, W, connectivity);
-    case at::kInt: return label_impl(x.data_ptr<int32_t>(), D, H, W, connectivity);
-    case at::kLong: return label_impl(x.data_ptr<int64_t>(), D, H, W, connectivity);
-    default: throw io::Error("connected_components", "unsupported label dtype");
+    case at::kBool:
+    case at::kChar: x = x.view(at::kByte); break;  // same bytes: zero and equality are unchanged
+    case at::kShort:
+    case at::kUInt16: x = x.to(at::kInt); break;
+    case at::kUInt32: x = x.to(at::kLong); break;
+    case at::kUInt64: x = x.view(at::kLong); break;
+    case at::kHalf:
+    case at::kBFloat16: x = x.to(at::kFloat); break;
+    default: break;
   }
+  x = x.contiguous();
+  CcValueType type;
+  switch (x.scalar_type()) {
+    case at::kByte: type = CcValueType::kUInt8; break;
+    case at::kInt: type = CcValueType::kInt32; break;
+    case at::kLong: type = CcValueType::kInt64; break;
+    case at::kFloat: type = CcValueType::kFloat32; break;
+    case at::kDouble: type = CcValueType::kFloat64; break;
+    default:
+      throw io::Error("connected components", std::string("unsupported dtype ") + c10::toString(image.scalar_type()));
+  }
+  const int64_t D = x.size(0), H = x.size(1), W = x.size(2), n = x.numel();
+  if (std::max({D, H, W}) >= INT32_MAX)
+    throw io::Error("connected components", "a side of 2^31 - 1 voxels or more is not supported");
+  const bool index64 = n >= INT32_MAX;
+  const int max_nonzero = connectivity == 6 || connectivity == 4 ? 1 : (connectivity == 18 ? 2 : 3);
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const at::TensorOptions on_device = x.options();
+
+  at::Tensor parent = at::empty({n}, on_device.dtype(index64 ? at::kLong : at::kInt));
+  check_launch(launch_cc_union_find(x.data_ptr(), type, parent.data_ptr(), index64, D, H, W, max_nonzero, stream));
+  at::Tensor flags = at::empty({n}, on_device.dtype(at::kInt));
+  check_launch(launch_cc_root_flags(parent.data_ptr(), index64, n, flags.data_ptr<int32_t>(), stream));
+  // The roots in increasing linear index are the components in raster order of first voxel.
+  const at::Tensor roots = at::nonzero(flags).reshape({-1});
+  const int64_t count = roots.size(0);
+  if (count > INT32_MAX) throw io::Error("connected components", "more than 2^31 - 1 components do not fit int32 labels");
+  const at::Tensor rank = at::cumsum(flags, 0, at::kInt);
+  flags.reset();
+  Components c;
+  c.labels = at::empty({D, H, W}, on_device.dtype(at::kInt));
+  check_launch(launch_cc_relabel(parent.data_ptr(), index64, rank.data_ptr<int32_t>(), n, c.labels.data_ptr<int32_t>(), stream));
+  parent.reset();
+  c.count = count;
+  if (count == 0) return c;
+
+  at::Tensor sizes = at::zeros({count}, on_device.dtype(at::kLong));
+  at::Tensor boxes = at::empty({count, 6}, on_device.dtype(at::kInt));
+  boxes.narrow(1, 0, 3).fill_(INT32_MAX);
+  boxes.narrow(1, 3, 3).fill_(-1);
+  check_launch(launch_cc_stats(c.labels.data_ptr<int32_t>(), D, H, W, sizes.data_ptr<int64_t>(), boxes.data_ptr<int32_t>(), stream));
+  const at::Tensor sizes_cpu = sizes.cpu(), boxes_cpu = boxes.to(at::kLong).cpu(), roots_cpu = roots.cpu();
+  const int64_t* s = sizes_cpu.data_ptr<int64_t>();
+  const int64_t* b = boxes_cpu.data_ptr<int64_t>();
+  const int64_t* r = roots_cpu.data_ptr<int64_t>();
+  c.sizes.assign(s, s + count);
+  c.first_voxel.assign(r, r + count);
+  c.boxes.reserve(count);
+  for (int64_t k = 0; k < count; ++k) c.boxes.push_back({b[6 * k], b[6 * k + 1], b[6 * k + 2], b[6 * k + 3], b[6 * k + 4], b[6 * k + 5]});
+  return c;
+}
+
+}  // namespace detail
+#endif
+
+Components connected_components(const at::Tensor& image, int connectivity) {
+  if (image.dim() != 2 && image.dim() != 3)
+    throw io::Error("connected components", "expects a (D, H, W) or (H, W) image, got " + std::to_string(image.dim()) + "D");
+  if (at::isComplexType(image.scalar_type()))
+    throw io::Error("connected components", "complex images are not supported");
+  const at::Tensor volume = image.dim() == 2 ? image.unsqueeze(0) : image;
+  const bool flat = volume.size(0) == 1;
+  int k = connectivity;
+  if (flat && k == 6) k = 4;
+  if (flat && (k == 18 || k == 26)) k = 8;
+  const bool ok = flat ? (k == 4 || k == 8) : (k == 6 || k == 18 || k == 26);
+  if (!ok)
+    throw io::Error("connected components", "connectivity " + std::to_string(connectivity) +
+                                                " is not supported for a " + (flat ? "2D" : "3D") +
+                                                " image (6, 18 or 26 in 3D; 4 or 8 in 2D)");
+  Components c;
+  if (volume.is_cuda()) {
+#ifdef NEUROSEG_WITH_CUDA
+    c = detail::connected_components_cuda(volume, k);
+#else
+    throw io::Error("connected components", "this neuroseg was built without CUDA kernels");
+#endif
+  } else {
+    c = detail::connected_components_cpu(volume, k);
+  }
+  c.labels = c.labels.reshape(image.sizes());
+  at::Tensor first = at::empty({c.count}, at::kLong);
+  std::copy(c.first_voxel.begin(), c.first_voxel.end(), first.data_ptr<int64_t>());
+  c.values = image.reshape({-1}).index_select(0, first.to(image.device())).cpu();
+  return c;
 }
 
 at::Tensor keep_largest_component_per_label(const at::Tensor& labels, int connectivity) {
-  const Components c = connected_components(labels, connectivity);
   at::Tensor x = labels.to(at::kCPU).contiguous();
-  // Value of each component, then the largest component per value.
+  const Components c = connected_components(x, connectivity);
   const at::Tensor flat_labels = c.labels.reshape({-1});
-  const at::Tensor flat_values = x.reshape({-1}).to(at::kLong);
-  std::vector<int64_t> value_of(c.count + 1, 0);
-  {
-    const int32_t* l = flat_labels.data_ptr<int32_t>();
-    const int64_t* v = flat_values.data_ptr<int64_t>();
-    for (int64_t i = 0; i < flat_labels.numel(); ++i)
-      if (l[i] > 0) value_of[l[i]] = v[i];
-  }
+  const at::Tensor values = c.values.to(at::kLong);
+  const int64_t* value_of = values.data_ptr<int64_t>();
   std::map<int64_t, int64_t> best;  // value -> component
   for (int64_t k = 1; k <= c.count; ++k) {
-    auto it = best.find(value_of[k]);
-    if (it == best.end() || c.sizes[k - 1] > c.sizes[it->second - 1]) best[value_of[k]] = k;
+    auto it = best.find(value_of[k - 1]);
+    if (it == best.end() || c.sizes[k - 1] > c.sizes[it->second - 1]) best[value_of[k - 1]] = k;
   }
   std::vector<uint8_t> keep(c.count + 1, 0);
   for (const auto& [value, k] : best) keep[k] = 1;

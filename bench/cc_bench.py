@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Connected components: neuroseg (metrics/connected_components, CPU threads or CUDA) vs
+cc3d.connected_components (and scipy.ndimage.label on binary cases) on the same arrays:
+thresholded noise, smoothed blobs, a multi-label field (the blobs' field cut into 8 quantile
+bands: thin shells, short runs, a hard case), and the real AAL atlas
+(multi-label) and ch2bet brain mask. Prints MVx/s, the speed ratio to cc3d (> 1: neuroseg is
+faster) and whether neuroseg's labels equal cc3d's (the numbering included).
+
+neuroseg's time is the op alone (bench/bench_ops.cpp, after a warm-up); cc3d and scipy are
+timed in this process on the array neuroseg reads (x fastest: the NIfTI storage order).
+
+usage: bench/cc_bench.py [--sizes 64 128 256 [512]] [--threads 1 2] [--connectivity 6 18 26]
+                         [--device cpu] [--repeats 3] [--no-scipy]
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import cc3d
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "build", "bench", "neuroseg_bench_ops")
+TEMPLATES = "/usr/share/mricron/templates"
+
+
+def cases(sizes, rng):
+    for n in sizes:
+        noise = rng.random((n, n, n), dtype=np.float32)
+        yield f"noise 50% {n}^3", (noise > 0.5).astype(np.uint8), True
+        yield f"noise 20% {n}^3", (noise > 0.8).astype(np.uint8), True
+        smooth = ndimage.gaussian_filter(noise, 3)
+        yield f"blobs {n}^3", (smooth > np.median(smooth)).astype(np.uint8), True
+        edges = np.quantile(smooth, np.linspace(0, 1, 9)[1:-1])
+        yield f"multi: 8 bands {n}^3", np.digitize(smooth, edges).astype(np.uint8), False
+        del noise, smooth
+    yield "aal atlas 181x217x181", np.asanyarray(nib.load(f"{TEMPLATES}/aal.nii.gz").dataobj), False
+    yield "ch2bet mask 181x217x181", (np.asanyarray(nib.load(f"{TEMPLATES}/ch2bet.nii.gz").dataobj) > 0).astype(np.uint8), True
+
+
+def timed(fn, repeats):
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def scipy_structure(connectivity):
+    return ndimage.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--connectivity", type=int, nargs="+", default=[6, 18, 26])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-scipy", action="store_true")
+    a = ap.parse_args()
+    rng = np.random.default_rng(0)
+    tmp = tempfile.mkdtemp(prefix="neuroseg_ccbench_")
+    ours_cols = " ".join(f"{'ns ' + str(t) + 't':>8}" for t in a.threads)
+    ratio_cols = " ".join(f"{'x cc3d ' + str(t) + 't':>10}" for t in a.threads)
+    print(f"MVx/s; device {a.device}; ns = neuroseg, t = threads (cc3d and scipy: 1 thread)")
+    print(f"{'case':26} {'conn':>4} {ours_cols} {'cc3d':>8} {'scipy':>8} {ratio_cols}  same as cc3d")
+    mismatches = 0
+    try:
+        for name, volume, binary in cases(a.sizes, rng):
+            path = os.path.join(tmp, "in.nii")
+            nib.save(nib.Nifti1Image(volume, np.eye(4)), path)
+            # neuroseg's (D, H, W) raster order is the NIfTI storage order: x fastest.
+            array = np.asfortranarray(volume)
+            mvox = volume.size / 1e6
+            for k in a.connectivity:
+                ours, same = [], True
+                for t in a.threads:
+                    out = os.path.join(tmp, "out.nii")
+                    run = subprocess.run([BIN, "--op", "components", "--input", path, "--param", str(k), "--repeats",
+                                          str(a.repeats), "--threads", str(t), "--device", a.device, "--output", out],
+                                         check=True, capture_output=True, text=True)
+                    ours.append(json.loads(run.stdout.strip().splitlines()[-1])["seconds"])
+                    labels = np.asanyarray(nib.load(out).dataobj)
+                    same = same and np.array_equal(labels, cc3d.connected_components(array, connectivity=k))
+                cc = timed(lambda: cc3d.connected_components(array, connectivity=k), a.repeats)
+                sp = float("nan")
+                if binary and not a.no_scipy:
+                    sp = timed(lambda: ndimage.label(array, structure=scipy_structure(k)), max(1, a.repeats // 3))
+                mismatches += not same
+                ours_txt = " ".join(f"{mvox / s:>8.1f}" for s in ours)
+                ratio_txt = " ".join(f"{cc / s:>10.2f}" for s in ours)
+                print(f"{name:26} {k:>4} {ours_txt} {mvox / cc:>8.1f} {mvox / sp:>8.1f} {ratio_txt}  "
+                      f"{'yes' if same else 'NO'}", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if mismatches:
+        print(f"{mismatches} case(s) differ from cc3d")
+
+
+if __name__ == "__main__":
+    main()
