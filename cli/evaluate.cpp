@@ -87,6 +87,15 @@ void add_evaluate_command(CLI::App& app) {
           std::snprintf(note, sizeof(note), "%s %.2f s", c.pair.name.c_str(), c.seconds);
           bar.update(++done, note);
         });
+    // A requested label that no reference holds is usually a wrong --labels (or label scheme).
+    for (int64_t l : o.labels) {
+      bool in_some_reference = false;
+      for (const auto& c : cases)
+        if (c.error.empty() && c.labels.count(l) && c.labels.at(l).at("n_ref") > 0) in_some_reference = true;
+      if (!in_some_reference)
+        std::fprintf(stderr, "neuroseg: warning: --labels: label %lld is in no reference of %s\n", static_cast<long long>(l),
+                     a->ref.c_str());
+    }
     const nlohmann::json summary = pipelines::summarize_evaluation(cases, o);
     pipelines::write_evaluation(summary, cases, a->out);
     // A short table of the per-label means on stdout.

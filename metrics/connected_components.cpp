@@ -33,19 +33,10 @@ void check_launch(cudaError_t rc) {
 Components connected_components_cuda(const at::Tensor& image, int connectivity) {
   TORCH_CHECK(image.dim() == 3 && image.is_cuda(), "connected_components_cuda: expects a CUDA (D, H, W) tensor");
   const c10::cuda::CUDAGuard guard(image.device());
-  at::Tensor x = image;
-  switch (x.scalar_type()) {
-    case at::kBool:
-    case at::kChar: x = x.view(at::kByte); break;  // same bytes: zero and equality are unchanged
-    case at::kShort:
-    case at::kUInt16: x = x.to(at::kInt); break;
-    case at::kUInt32: x = x.to(at::kLong); break;
-    case at::kUInt64: x = x.view(at::kLong); break;
-    case at::kHalf:
-    case at::kBFloat16: x = x.to(at::kFloat); break;
-    default: break;
-  }
-  x = x.contiguous();
+  // The kernels read uint8, int32, int64, float32 and float64.
+  at::Tensor x = comparable_values(image);
+  if (x.scalar_type() == at::kChar) x = x.view(at::kByte);  // same bytes: zero and equality are unchanged
+  if (x.scalar_type() == at::kShort) x = x.to(at::kInt);
   CcValueType type;
   switch (x.scalar_type()) {
     case at::kByte: type = CcValueType::kUInt8; break;

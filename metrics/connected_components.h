@@ -51,6 +51,11 @@ at::Tensor keep_largest_component_per_label(const at::Tensor& labels, int connec
 at::Tensor fill_holes_per_label(const at::Tensor& labels);
 
 namespace detail {
+/// The image as a contiguous tensor whose equality and zero test are those of the input, in
+/// one of int8/uint8, int16, int32, int64, float32, float64 (bool viewed as uint8; unsigned
+/// and half types widened), on the image's device.
+at::Tensor comparable_values(const at::Tensor& image);
+
 /// Both take a (D, H, W) tensor of any supported dtype on their device, with the
 /// connectivity already normalised by the dispatcher (6/18/26 for D > 1, 4/8 for D == 1),
 /// and fill everything but `values`.

@@ -425,11 +425,10 @@ Components label(const T* in, int64_t D, int64_t H, int64_t W, int connectivity)
 
 }  // namespace
 
-Components connected_components_cpu(const at::Tensor& image, int connectivity) {
-  TORCH_CHECK(image.dim() == 3, "connected_components_cpu: expects (D, H, W)");
-  at::Tensor x = image.to(at::kCPU);
+at::Tensor comparable_values(const at::Tensor& image) {
+  at::Tensor x = image;
   switch (x.scalar_type()) {
-    case at::kBool: x = x.view(at::kByte); break;
+    case at::kBool: x = x.view(at::kByte); break;  // same bytes: zero and equality are unchanged
     case at::kUInt16: x = x.to(at::kInt); break;
     case at::kUInt32: x = x.to(at::kLong); break;
     case at::kUInt64: x = x.view(at::kLong); break;
@@ -437,7 +436,12 @@ Components connected_components_cpu(const at::Tensor& image, int connectivity) {
     case at::kBFloat16: x = x.to(at::kFloat); break;
     default: break;
   }
-  x = x.contiguous();
+  return x.contiguous();
+}
+
+Components connected_components_cpu(const at::Tensor& image, int connectivity) {
+  TORCH_CHECK(image.dim() == 3, "connected_components_cpu: expects (D, H, W)");
+  const at::Tensor x = comparable_values(image.to(at::kCPU));
   const int64_t D = x.size(0), H = x.size(1), W = x.size(2);
   if (W >= INT32_MAX) throw io::Error("connected components", "rows longer than 2^31 - 2 voxels are not supported");
   switch (x.scalar_type()) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -42,14 +43,20 @@ struct LabelIndex {
 
 constexpr int64_t kMaxDenseRange = int64_t{1} << 24;
 
+// Smallest and largest value of an integer label tensor, without a widened copy of it.
+std::pair<int64_t, int64_t> value_range(const at::Tensor& t) {
+  const auto [lo, hi] = at::aminmax(t.scalar_type() == at::kBool ? t.view(at::kByte) : t);
+  return {lo.item<int64_t>(), hi.item<int64_t>()};
+}
+
 }  // namespace
 
 std::vector<int64_t> present_labels(const at::Tensor& labels_in) {
   if (labels_in.numel() == 0) return {};
   const at::Tensor t = as_label_tensor(labels_in);
   std::vector<int64_t> out;
-  const auto [lo_t, hi_t] = at::aminmax(t.to(at::kLong));
-  const int64_t lo = lo_t.item<int64_t>(), hi = hi_t.item<int64_t>();
+  const auto range = value_range(t);
+  const int64_t lo = range.first, hi = range.second;
   if (t.is_cuda() || hi - lo >= kMaxDenseRange) {
     const at::Tensor u = std::get<0>(at::_unique(t.flatten(), /*sorted=*/true)).to(at::kLong).cpu();
     for (int64_t i = 0; i < u.numel(); ++i)
@@ -79,10 +86,9 @@ std::vector<LabelCounts> label_counts(const at::Tensor& pred_in, const at::Tenso
     pred = pred.to(at::kInt);
     ref = ref.to(at::kInt);
   }
-  const auto [plo, phi] = at::aminmax(pred.to(at::kLong));
-  const auto [rlo, rhi] = at::aminmax(ref.to(at::kLong));
-  const int64_t lo = std::min(plo.item<int64_t>(), rlo.item<int64_t>());
-  const int64_t hi = std::max(phi.item<int64_t>(), rhi.item<int64_t>());
+  const auto [plo, phi] = value_range(pred);
+  const auto [rlo, rhi] = value_range(ref);
+  const int64_t lo = std::min(plo, rlo), hi = std::max(phi, rhi);
 
   if (pred.is_cuda() || hi - lo >= kMaxDenseRange) {
     // Device path: three reductions per label, queued, one transfer at the end.
@@ -154,9 +160,9 @@ std::vector<LabelBox> label_boxes(const at::Tensor& image_in, const std::vector<
   std::vector<LabelBox> out(labels.size());
   if (labels.empty() || image_in.numel() == 0) return out;
   const at::Tensor t = as_label_tensor(image_in.cpu());
-  const auto [lo_t, hi_t] = at::aminmax(t.to(at::kLong));
-  const int64_t lo = std::min(lo_t.item<int64_t>(), *std::min_element(labels.begin(), labels.end()));
-  const int64_t hi = std::max(hi_t.item<int64_t>(), *std::max_element(labels.begin(), labels.end()));
+  const auto [t_lo, t_hi] = value_range(t);
+  const int64_t lo = std::min(t_lo, *std::min_element(labels.begin(), labels.end()));
+  const int64_t hi = std::max(t_hi, *std::max_element(labels.begin(), labels.end()));
   if (hi - lo >= kMaxDenseRange) {
     for (size_t i = 0; i < labels.size(); ++i) {
       const at::Tensor idx = (t == labels[i]).nonzero();

@@ -171,6 +171,12 @@ try:
         if not same(got[str(l)]["clDice"], want) or "HD95" in got[str(l)]:
             failures += 1
             print("FAIL clDice", l, got[str(l)], want)
+    run = subprocess.run([NEUROSEG, "evaluate", "-p", os.path.join(pred_dir, "random_aniso_seg.nii.gz"), "-r",
+                          os.path.join(ref_dir, "random_aniso.nii.gz"), "-o", out3, "--labels", "1,3"],
+                         capture_output=True, text=True)
+    if run.returncode != 0 or "label 3 is in no reference" not in run.stderr:
+        failures += 1
+        print("FAIL --labels warning:", run.returncode, run.stderr)
     run = subprocess.run([NEUROSEG, "evaluate", "-p", pred_dir, "-r", ref_dir, "-o", out2, "--metrics", "dice,hd96"],
                          capture_output=True, text=True)
     if run.returncode == 0 or "unknown metric 'hd96'" not in run.stderr or len(run.stderr.strip().splitlines()) != 1:

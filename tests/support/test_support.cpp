@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "io/error.h"
+#include "io/volume_io.h"
 
 namespace neuroseg::testing {
 namespace {
@@ -55,6 +56,22 @@ std::string mricron(const std::string& name) { return "/usr/share/mricron/templa
 std::string nibabel_data(const std::string& name) { return "/usr/lib/python3/dist-packages/nibabel/tests/data/" + name; }
 std::string pydicom_data(const std::string& name) {
   return "/usr/lib/python3/dist-packages/pydicom/data/test_files/" + name;
+}
+
+void write_ball_case(const ScratchDir& dir, const std::string& name, int64_t d, int64_t h, int64_t w, double cx,
+                     double radius, uint64_t seed) {
+  at::manual_seed(seed);
+  auto z = at::arange(d, at::kFloat).view({d, 1, 1}), y = at::arange(h, at::kFloat).view({1, h, 1}),
+       x = at::arange(w, at::kFloat).view({1, 1, w});
+  const at::Tensor r2 = (z - static_cast<double>(d / 2)).pow(2) + (y - static_cast<double>(h / 2)).pow(2) + (x - cx).pow(2);
+  const at::Tensor ball = (r2 < radius * radius).to(at::kByte);
+  io::Volume img = make_volume(io::DType::Float32, 1, d, h, w);
+  img.data = (ball.to(at::kFloat) * 2 + at::randn({d, h, w}) * 0.3).unsqueeze(0);
+  io::Volume lab = img;
+  lab.data = ball.unsqueeze(0);
+  lab.source.dtype = io::DType::UInt8;
+  io::write_volume(img, dir.file(name + "_img.nii.gz"));
+  io::write_volume(lab, dir.file(name + "_seg.nii.gz"));
 }
 
 }  // namespace neuroseg::testing

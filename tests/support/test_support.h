@@ -25,6 +25,12 @@ class ScratchDir {
 /// oblique, anisotropic geometry, so that axis mix-ups and flips change the numbers.
 io::Volume make_volume(io::DType dtype, int64_t c = 1, int64_t z = 5, int64_t y = 6, int64_t x = 7);
 
+/// A training case for the tiny training tests: a bright ball (label 1) of `radius` voxels
+/// centred at (d/2, h/2, cx) in Gaussian noise, on make_volume's oblique anisotropic grid,
+/// written as <name>_img.nii.gz and <name>_seg.nii.gz in `dir`.
+void write_ball_case(const ScratchDir& dir, const std::string& name, int64_t d, int64_t h, int64_t w, double cx,
+                     double radius, uint64_t seed);
+
 /// Captures io::warn() messages while alive.
 class WarningCapture {
  public:

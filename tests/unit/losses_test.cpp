@@ -97,22 +97,6 @@ void check_gradient(const std::function<at::Tensor(const at::Tensor&)>& f, const
   CHECK(at::abs(analytic).max().item<double>() > 1e-4);  // the check saw a real gradient
 }
 
-// A bright ball (label 1) in noise, as in train_test.cpp.
-void write_case(const testing::ScratchDir& dir, const std::string& name, double cx, uint64_t seed) {
-  at::manual_seed(seed);
-  const int64_t d = 8, h = 12, w = 12;
-  auto z = at::arange(d, at::kFloat).view({d, 1, 1}), y = at::arange(h, at::kFloat).view({1, h, 1}),
-       x = at::arange(w, at::kFloat).view({1, 1, w});
-  const at::Tensor ball = ((z - 4).pow(2) + (y - 6).pow(2) + (x - cx).pow(2) < 9).to(at::kByte);
-  io::Volume img = testing::make_volume(io::DType::Float32, 1, d, h, w);
-  img.data = (ball.to(at::kFloat) * 2 + at::randn({d, h, w}) * 0.3).unsqueeze(0);
-  io::Volume lab = img;
-  lab.data = ball.unsqueeze(0);
-  lab.source.dtype = io::DType::UInt8;
-  io::write_volume(img, dir.file(name + "_img.nii.gz"));
-  io::write_volume(lab, dir.file(name + "_seg.nii.gz"));
-}
-
 json tiny_train_config(const testing::ScratchDir& dir) {
   const json pairs = json::array({json::array({dir.file("a_img.nii.gz"), dir.file("a_seg.nii.gz")})});
   return {{"data", {{"train", pairs}}},
@@ -538,7 +522,7 @@ TEST_SUITE("losses") {
 
   TEST_CASE("training config: the loss key is strict; focal trains 2 iterations with finite loss") {
     testing::ScratchDir dir("losses_train");
-    write_case(dir, "a", 6, 1);
+    testing::write_ball_case(dir, "a", 8, 12, 12, 6, 3, 1);
     json c = tiny_train_config(dir);
     CHECK(pipelines::TrainConfig::from_json(c, "").loss == "dice_ce");
     c["loss"] = "focl";

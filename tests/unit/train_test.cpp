@@ -19,23 +19,6 @@ using nlohmann::json;
 
 namespace {
 
-// A bright ball (label 1) in noise on an anisotropic, oblique grid.
-void write_case(const testing::ScratchDir& dir, const std::string& name, double cx, uint64_t seed) {
-  at::manual_seed(seed);
-  const int64_t d = 12, h = 16, w = 16;
-  auto z = at::arange(d, at::kFloat).view({d, 1, 1}), y = at::arange(h, at::kFloat).view({1, h, 1}),
-       x = at::arange(w, at::kFloat).view({1, 1, w});
-  const at::Tensor r2 = (z - 6).pow(2) + (y - 8).pow(2) + (x - cx).pow(2);
-  const at::Tensor ball = (r2 < 16).to(at::kByte);
-  io::Volume img = testing::make_volume(io::DType::Float32, 1, d, h, w);
-  img.data = (ball.to(at::kFloat) * 2 + at::randn({d, h, w}) * 0.3).unsqueeze(0);
-  io::Volume lab = img;
-  lab.data = ball.unsqueeze(0);
-  lab.source.dtype = io::DType::UInt8;
-  io::write_volume(img, dir.file(name + "_img.nii.gz"));
-  io::write_volume(lab, dir.file(name + "_seg.nii.gz"));
-}
-
 json tiny_config(const testing::ScratchDir& dir, int epochs) {
   const json pairs = json::array({json::array({dir.file("a_img.nii.gz"), dir.file("a_seg.nii.gz")}),
                                   json::array({dir.file("b_img.nii.gz"), dir.file("b_seg.nii.gz")})});
@@ -66,8 +49,8 @@ at::Tensor weights_of(const std::string& checkpoint) {
 TEST_SUITE("pipelines_train") {
   TEST_CASE("a few iterations train, resume exactly and reproduce for a seed") {
     testing::ScratchDir dir("train");
-    write_case(dir, "a", 6, 1);
-    write_case(dir, "b", 9, 2);
+    testing::write_ball_case(dir, "a", 12, 16, 16, 6, 4, 1);
+    testing::write_ball_case(dir, "b", 12, 16, 16, 9, 4, 2);
     const auto full = pipelines::TrainConfig::from_json(tiny_config(dir, 4), "");
     pipelines::TrainOptions o;
     const double best = pipelines::train(full, dir.file("straight"), o);
@@ -123,8 +106,8 @@ TEST_SUITE("pipelines_train") {
 
   TEST_CASE("folder data (nnU-Net naming) and dataset percentile statistics") {
     testing::ScratchDir dir("train_folders");
-    write_case(dir, "a", 6, 1);
-    write_case(dir, "b", 9, 2);
+    testing::write_ball_case(dir, "a", 12, 16, 16, 6, 4, 1);
+    testing::write_ball_case(dir, "b", 12, 16, 16, 9, 4, 2);
     std::filesystem::create_directories(dir.file("imagesTr"));
     std::filesystem::create_directories(dir.file("labelsTr"));
     for (const char* n : {"a", "b"}) {
