@@ -47,8 +47,10 @@ int main(int argc, char** argv) {
     at::set_num_threads(static_cast<int>(threads));
     const neuroseg::io::Volume v = neuroseg::io::read_volume(input);
     const auto& sp = v.geometry.spacing;
-    const neuroseg::bench::OpInput in{v.data[0].to(c10::Device(device)), {sp[2], sp[1], sp[0]}, param};
-    const auto& fn = op_registry().at(op).run;
+    const auto& entry = op_registry().at(op);
+    neuroseg::bench::OpInput in{v.data[0].to(c10::Device(device)), {sp[2], sp[1], sp[0]}, param};
+    if (entry.prepare) in = entry.prepare(in);
+    const auto& fn = entry.run;
     auto run = [&] {
       at::Tensor r = fn(in);
       if (in.data.is_cuda()) torch::cuda::synchronize();
@@ -59,7 +61,12 @@ int main(int argc, char** argv) {
     for (int64_t r = 0; r < repeats; ++r) run();
     const double seconds =
         repeats > 0 ? std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / repeats : 0.0;
-    if (!output.empty()) {
+    nlohmann::json line{{"op", op}, {"voxels", v.data[0].numel()}, {"seconds", seconds}, {"device", device},
+                        {"threads", threads}};
+    if (result.dim() <= 1 && result.numel() <= 16) {
+      const at::Tensor values = result.to(at::kDouble).cpu().contiguous();
+      line["values"] = std::vector<double>(values.data_ptr<double>(), values.data_ptr<double>() + values.numel());
+    } else if (!output.empty()) {
       neuroseg::io::Volume out = v;
       out.data = result.cpu().contiguous().unsqueeze(0);
       out.source.dtype = neuroseg::io::dtype_from_scalar_type(out.data.scalar_type(), output);
@@ -67,10 +74,7 @@ int main(int argc, char** argv) {
       out.source.scl_inter = 0.0;
       neuroseg::io::write_volume(out, output);
     }
-    std::printf("%s\n", nlohmann::json{{"op", op}, {"voxels", in.data.numel()}, {"seconds", seconds}, {"device", device},
-                                       {"threads", threads}}
-                            .dump()
-                            .c_str());
+    std::printf("%s\n", line.dump().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "neuroseg_bench_ops: %s\n", e.what());
     return 1;

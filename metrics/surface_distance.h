@@ -17,12 +17,15 @@
 // Empty masks, as MONAI: both empty -> HD, HD95, ASSD and NSD are NaN; exactly one empty ->
 // HD, HD95 and ASSD are +inf and NSD is 0.
 //
-// CPU and CUDA twins behind one entry point: the masks are cropped to the bounding box of
-// their union (+1 voxel), the surfaces extracted (a loop on the CPU, tensor shifts on the
-// GPU), and the distances read off the exact EDT (metrics/distance_transform.h) of the other
-// surface's complement, on the masks' device. On the CPU an exact bucket-grid nearest-
-// neighbour search over the surface voxels replaces the EDT when it is estimated cheaper
-// (surfaces near each other: the usual prediction-vs-reference case).
+// CPU and CUDA twins behind one entry point, both exact:
+//   - CUDA: the masks are cropped to the bounding box of their union (+1 voxel), the
+//     surfaces extracted by tensor shifts and the distances read off the exact EDT
+//     (metrics/distance_transform.h) of the other surface's complement: O(box volume), which
+//     a GPU streams through.
+//   - CPU: the union box and both surfaces' voxel coordinates come from one threaded pass,
+//     and each directed set is a nearest-neighbour search of one coordinate set against the
+//     other: a bucket grid answers queries near the other surface, a k-d tree the far ones.
+//     O(surface) rather than O(volume): MONAI's CPU path runs two scipy EDTs per metric.
 #include <array>
 #include <vector>
 
@@ -61,11 +64,12 @@ namespace detail {
 at::Tensor surface_voxels_cpu(const at::Tensor& mask);
 at::Tensor surface_voxels_tensor_ops(const at::Tensor& mask);  ///< any device; the GPU path
 /// Directed distances between two non-empty surfaces (bool (D, H, W)) by each method: the
-/// EDT of the other surface's complement (any device), or the CPU bucket-grid search.
+/// EDT of the other surface's complement (any device), or the CPU nearest-neighbour search
+/// (bucket grid within `search_mm`, k-d tree beyond; < 0: the default radius, 0: k-d tree only).
 SurfaceDistances surface_distances_edt(const at::Tensor& surface_pred, const at::Tensor& surface_ref,
                                        const std::array<double, 3>& spacing_zyx);
-SurfaceDistances surface_distances_grid(const at::Tensor& surface_pred, const at::Tensor& surface_ref,
-                                        const std::array<double, 3>& spacing_zyx);
+SurfaceDistances surface_distances_search(const at::Tensor& surface_pred, const at::Tensor& surface_ref,
+                                          const std::array<double, 3>& spacing_zyx, double search_mm = -1);
 }  // namespace detail
 
 }  // namespace neuroseg::metrics

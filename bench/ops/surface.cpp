@@ -3,16 +3,18 @@
 #include "bench/ops/op_registry.h"
 #include "metrics/surface_distance.h"
 
-// --param "PRED_LABEL,REF_LABEL": the input holds both masks as labels (e.g. 1 = prediction
-// only, 2 = reference only, 3 = both, as bit flags); the result is a float32 volume holding
-// each prediction surface voxel's distance to the reference surface (0 elsewhere), used to
-// time the whole surface-distance path.
-NEUROSEG_BENCH_OP(surface, "surface distances: bit 1 of the input = prediction, bit 2 = reference") {
+// The input holds both masks as bit flags of one label volume (bit 1 = prediction, bit 2 =
+// reference); `prepare` unpacks them untimed into a (2, D, H, W) bool tensor, so the timed
+// part is what a caller holding two masks pays: the directed distance sets and HD, HD95, ASSD
+// and NSD (1 mm) from them, returned as four values (the bench compares them with MONAI).
+static neuroseg::bench::OpInput unpack_surface_masks(const neuroseg::bench::OpInput& in) {
   const at::Tensor v = in.data.to(at::kInt);
-  const at::Tensor pred = (v & 1) != 0, ref = (v & 2) != 0;
-  const auto d = neuroseg::metrics::surface_distances(pred, ref, in.spacing_zyx);
-  at::Tensor out = at::zeros(pred.sizes(), at::kFloat);
-  const at::Tensor sp = neuroseg::metrics::surface_voxels(pred.cpu());
-  if (d.pred_to_ref.numel() == sp.sum().item<int64_t>()) out.masked_scatter_(sp, d.pred_to_ref);
-  return out;
+  return {at::stack({(v & 1) != 0, (v & 2) != 0}), in.spacing_zyx, in.param};
+}
+
+NEUROSEG_BENCH_OP_PREPARED(surface, "HD/HD95/ASSD/NSD: bit 1 of the input = prediction, bit 2 = reference",
+                           unpack_surface_masks) {
+  const auto d = neuroseg::metrics::surface_distances(in.data[0], in.data[1], in.spacing_zyx);
+  const auto m = neuroseg::metrics::surface_metrics(d, 1.0, 95.0);
+  return at::tensor({m.hd, m.hd95, m.assd, m.nsd}, at::kDouble);
 }

@@ -99,7 +99,7 @@ TEST_SUITE("metrics_surface") {
     CHECK(m.nsd == doctest::Approx(2.0 / 3));
   }
 
-  TEST_CASE("the CPU bucket-grid search equals the EDT path, near and far surfaces, anisotropic") {
+  TEST_CASE("the CPU nearest-neighbour search (grid, k-d tree, both) equals the EDT path, near and far, anisotropic") {
     at::manual_seed(9);
     for (int t = 0; t < 6; ++t) {
       const int64_t D = 9 + 7 * t, H = 20 - t, W = 11 + 3 * t;
@@ -110,9 +110,35 @@ TEST_SUITE("metrics_surface") {
       if (sa.sum().item<int64_t>() == 0 || sb.sum().item<int64_t>() == 0) continue;
       const std::array<double, 3> sp{0.9, 2.1, 1.3};
       const auto e = metrics::detail::surface_distances_edt(sa, sb, sp);
-      const auto g = metrics::detail::surface_distances_grid(sa, sb, sp);
-      CHECK(at::allclose(e.pred_to_ref, g.pred_to_ref, 1e-6, 1e-6));
-      CHECK(at::allclose(e.ref_to_pred, g.ref_to_pred, 1e-6, 1e-6));
+      for (const double search_mm : {-1.0, 0.0, 2.5}) {  // default radius, k-d tree only, a short radius
+        CAPTURE(search_mm);
+        const auto g = metrics::detail::surface_distances_search(sa, sb, sp, search_mm);
+        CHECK(at::allclose(e.pred_to_ref, g.pred_to_ref, 1e-6, 1e-6));
+        CHECK(at::allclose(e.ref_to_pred, g.ref_to_pred, 1e-6, 1e-6));
+      }
+      // The public entry (CPU: search over coordinates from the fused pass) on the masks.
+      const auto f = metrics::surface_distances(a, b, sp);
+      CHECK(at::allclose(e.pred_to_ref, f.pred_to_ref, 1e-6, 1e-6));
+      CHECK(at::allclose(e.ref_to_pred, f.ref_to_pred, 1e-6, 1e-6));
+    }
+  }
+
+  TEST_CASE("CPU surfaces from the fused pass: counts and raster order match surface_voxels, any width") {
+    // Widths below and above the 8-voxel word path, masks touching every image face, full.
+    at::manual_seed(11);
+    for (const int64_t W : {1, 5, 9, 10, 17, 33}) {
+      for (const double density : {0.3, 0.8, 1.1}) {
+        CAPTURE(W);
+        CAPTURE(density);
+        const at::Tensor a = at::rand({6, 7, W}) < density, b = at::rand({6, 7, W}) < density;
+        const auto d = metrics::surface_distances(a, b, {1.0, 1.0, 1.0});
+        const at::Tensor sa = metrics::surface_voxels(a), sb = metrics::surface_voxels(b);
+        CHECK(d.pred_to_ref.numel() == sa.sum().item<int64_t>());
+        CHECK(d.ref_to_pred.numel() == sb.sum().item<int64_t>());
+        const auto e = metrics::detail::surface_distances_edt(sa, sb, {1.0, 1.0, 1.0});
+        CHECK(at::allclose(e.pred_to_ref, d.pred_to_ref, 1e-6, 1e-6));
+        CHECK(at::allclose(e.ref_to_pred, d.ref_to_pred, 1e-6, 1e-6));
+      }
     }
   }
 
