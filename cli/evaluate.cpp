@@ -28,7 +28,7 @@ std::vector<std::string> split_list(const std::string& text) {
 
 void add_evaluate_command(CLI::App& app) {
   struct Args {
-    std::string pred, ref, out, labels, metrics, device = "cpu";
+    std::string pred, ref, out, labels, metrics, device = "cpu", surface = "monai";
     double tolerance_mm = 1.0, percentile = 95.0;
   };
   auto a = std::make_shared<Args>();
@@ -43,11 +43,16 @@ void add_evaluate_command(CLI::App& app) {
   cmd->add_option("--metrics", a->metrics, "Comma-separated subset of " + names + " (default: all but cldice)");
   cmd->add_option("--tolerance-mm", a->tolerance_mm, "NSD tolerance in mm")->check(CLI::NonNegativeNumber);
   cmd->add_option("--percentile", a->percentile, "Percentile of the robust Hausdorff distance")->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--surface", a->surface,
+                  "Surface-distance convention: monai (surface voxels, MONAI's metrics) or deepmind (surfels weighted by "
+                  "area, DeepMind's surface-distance package)")
+      ->check(CLI::IsMember({"monai", "deepmind"}));
   cmd->add_option("--device", a->device, "cpu, cuda:N or auto");
   cmd->callback([a] {
     pipelines::EvaluateOptions o;
     o.tolerance_mm = a->tolerance_mm;
     o.percentile = a->percentile;
+    o.surface = metrics::parse_surface_convention(a->surface);
     o.device = parse_device(a->device);
     for (const auto& l : split_list(a->labels)) {
       try {

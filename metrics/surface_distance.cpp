@@ -5,12 +5,15 @@
 #include <cstring>
 #include <cmath>
 #include <limits>
+#include <stdexcept>
+#include <string>
 #include <thread>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include "metrics/distance_transform.h"
+#include "metrics/surfel_normals_table.h"
 
 namespace neuroseg::metrics {
 namespace {
@@ -399,14 +402,14 @@ class CellKdTree {
   std::vector<int64_t> split_;
 };
 
-// Distances (float32, query order) from every query point to the nearest target point.
+// Distances (float64, query order) from every query point to the nearest target point.
 // `search_mm` < 0: the grid's default radius (tests pass 0 to send every query to stage 2).
 at::Tensor nearest_distances(const Points& queries, const Points& targets, const std::array<int64_t, 3>& dims,
                              const std::array<double, 3>& sp, double search_mm = -1) {
   const TargetGrid grid(targets, dims, sp, search_mm);
   const int64_t n = static_cast<int64_t>(queries.size() / 3);
-  at::Tensor out = at::empty({n}, at::kFloat);
-  float* o = out.data_ptr<float>();
+  at::Tensor out = at::empty({n}, at::kDouble);
+  double* o = out.data_ptr<double>();
   std::vector<double> unresolved_best(static_cast<size_t>(n), -1.0);
   std::atomic<int64_t> unresolved{0};
   at::parallel_for(0, n, 4096, [&](int64_t b, int64_t e) {
@@ -414,7 +417,7 @@ at::Tensor nearest_distances(const Points& queries, const Points& targets, const
     for (int64_t i = b; i < e; ++i) {
       bool resolved = false;
       const double d2 = grid.nearest2(&queries[static_cast<size_t>(3 * i)], &resolved);
-      o[i] = static_cast<float>(std::sqrt(d2));
+      o[i] = std::sqrt(d2);
       // Stage 2 starts from the tighter of the grid's best hit and the cell's upper bound
       // (widened by a relative 1e-9: the search keeps only hits strictly below its bound).
       if (!resolved) unresolved_best[static_cast<size_t>(i)] = std::min(d2, grid.upper2(&queries[static_cast<size_t>(3 * i)]) * (1 + 1e-9)), ++far;
@@ -431,8 +434,7 @@ at::Tensor nearest_distances(const Points& queries, const Points& targets, const
     int64_t hint = -1;  // far queries come in raster order: the previous answer bounds the next
     for (int64_t k = b; k < e; ++k) {
       const int64_t i = far[static_cast<size_t>(k)];
-      o[i] = static_cast<float>(
-          std::sqrt(tree.nearest2(&queries[static_cast<size_t>(3 * i)], unresolved_best[static_cast<size_t>(i)], hint)));
+      o[i] = std::sqrt(tree.nearest2(&queries[static_cast<size_t>(3 * i)], unresolved_best[static_cast<size_t>(i)], hint));
     }
   });
   return out;
@@ -460,8 +462,110 @@ SurfaceDistances surface_distances_cpu(const at::Tensor& pred, const at::Tensor&
     return out;
   }
   const std::array<int64_t, 3> dims{hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1};
-  out.pred_to_ref = nearest_distances(sp_pts, sr_pts, dims, sp);
-  out.ref_to_pred = nearest_distances(sr_pts, sp_pts, dims, sp);
+  out.pred_to_ref = nearest_distances(sp_pts, sr_pts, dims, sp).to(at::kFloat);
+  out.ref_to_pred = nearest_distances(sr_pts, sp_pts, dims, sp).to(at::kFloat);
+  return out;
+}
+
+// --- DeepMind's surfel convention (surface-distance package, Nikolov et al. 2021) ---------
+// Surface elements live on the dual lattice: position i (per axis 0 .. n, n = box extent)
+// is the 2x2x2 cube of voxels lo + i - 1 and lo + i; its code has bit 128 >> (4a + 2b + c)
+// for a set corner (a, b, c). Cubes with a code other than 0 and 255 are surface elements,
+// with the marching-cubes area of their code (metrics/surfel_normals_table.h) and the
+// distance between lattice positions as distance.
+
+// Per code, the surfel area (mm^2) for this spacing (axes 0, 1, 2): each triangle's area
+// vector scaled by the products of the other two spacings.
+std::array<double, 256> surfel_areas(const std::array<double, 3>& sp) {
+  std::array<double, 256> area{};
+  for (int code = 0; code < 256; ++code)
+    for (int k = detail::kSurfelOffsets[code]; k < detail::kSurfelOffsets[code + 1]; ++k) {
+      const auto& n = detail::kSurfelNormals[static_cast<size_t>(k)];
+      area[code] += std::sqrt(std::pow(n[0] * sp[1] * sp[2], 2) + std::pow(n[1] * sp[0] * sp[2], 2) +
+                              std::pow(n[2] * sp[0] * sp[1], 2));
+    }
+  return area;
+}
+
+// Surfels of one mask in the union box: lattice coordinates (raster order) and codes. Along a
+// lattice line the code slides: the next cube's low-x corners are this cube's high-x corners.
+void extract_surfels(const uint8_t* m, int64_t H, int64_t W, const std::array<int64_t, 3>& lo,
+                     const std::array<int64_t, 3>& hi, Points& pts, std::vector<uint8_t>& codes) {
+  const std::array<int64_t, 3> n{hi[0] - lo[0] + 1, hi[1] - lo[1] + 1, hi[2] - lo[2] + 1};
+  std::vector<Points> slab_pts(static_cast<size_t>(n[0] + 1));
+  std::vector<std::vector<uint8_t>> slab_codes(static_cast<size_t>(n[0] + 1));
+  at::parallel_for(0, n[0] + 1, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i0 = b; i0 < e; ++i0) {
+      Points& out = slab_pts[static_cast<size_t>(i0)];
+      std::vector<uint8_t>& out_codes = slab_codes[static_cast<size_t>(i0)];
+      for (int64_t i1 = 0; i1 <= n[1]; ++i1) {
+        // The four voxel rows of this lattice line, (a, b) = (0, 0), (0, 1), (1, 0), (1, 1);
+        // null outside the box (background).
+        const uint8_t* rows[4];
+        bool any = false;
+        for (int a = 0; a < 2; ++a)
+          for (int bb = 0; bb < 2; ++bb) {
+            const int64_t z = lo[0] + i0 - 1 + a, y = lo[1] + i1 - 1 + bb;
+            const bool inside = z >= lo[0] && z <= hi[0] && y >= lo[1] && y <= hi[1];
+            rows[2 * a + bb] = inside ? m + (z * H + y) * W : nullptr;
+            any |= inside;
+          }
+        if (!any) continue;
+        unsigned code = 0;
+        for (int64_t i2 = 0; i2 <= n[2]; ++i2) {
+          const int64_t x = lo[2] + i2;  // the cube's high-x corners
+          unsigned high = 0;
+          if (x <= hi[2])
+            for (int k = 0; k < 4; ++k)
+              if (rows[k] && rows[k][x]) high |= 64u >> (2 * k);  // (a, b, 1): 64, 16, 4, 1
+          code = ((code << 1) & 0xAAu) | high;
+          if (code == 0 || code == 255) continue;
+          out.push_back(static_cast<int32_t>(i0));
+          out.push_back(static_cast<int32_t>(i1));
+          out.push_back(static_cast<int32_t>(i2));
+          out_codes.push_back(static_cast<uint8_t>(code));
+        }
+      }
+    }
+  });
+  for (size_t k = 0; k < slab_pts.size(); ++k) {
+    pts.insert(pts.end(), slab_pts[k].begin(), slab_pts[k].end());
+    codes.insert(codes.end(), slab_codes[k].begin(), slab_codes[k].end());
+  }
+}
+
+at::Tensor areas_of(const std::vector<uint8_t>& codes, const std::array<double, 256>& area) {
+  at::Tensor out = at::empty({static_cast<int64_t>(codes.size())}, at::kDouble);
+  double* o = out.data_ptr<double>();
+  for (size_t i = 0; i < codes.size(); ++i) o[i] = area[codes[i]];
+  return out;
+}
+
+SurfaceDistances surfel_distances_cpu(const at::Tensor& pred, const at::Tensor& ref, const std::array<double, 3>& sp) {
+  const at::Tensor p = as_bytes(pred), r = as_bytes(ref);
+  const int64_t D = p.size(0), H = p.size(1), W = p.size(2);
+  const auto* pp = reinterpret_cast<const uint8_t*>(p.data_ptr<bool>());
+  const auto* rp = reinterpret_cast<const uint8_t*>(r.data_ptr<bool>());
+  const at::Tensor none = at::empty({0}, at::kDouble);
+  SurfaceDistances out{none, none, none, none};
+  std::array<int64_t, 3> lo{}, hi{};
+  if (!union_box(pp, rp, D, H, W, lo, hi)) return out;  // both empty
+  Points pts_p, pts_r;
+  std::vector<uint8_t> codes_p, codes_r;
+  extract_surfels(pp, H, W, lo, hi, pts_p, codes_p);
+  extract_surfels(rp, H, W, lo, hi, pts_r, codes_r);
+  const auto area = surfel_areas(sp);
+  out.pred_areas = areas_of(codes_p, area);
+  out.ref_areas = areas_of(codes_r, area);
+  const int64_t np = static_cast<int64_t>(codes_p.size()), nr = static_cast<int64_t>(codes_r.size());
+  if (np == 0 || nr == 0) {  // one empty: the other's elements are infinitely far, its own list is empty
+    out.pred_to_ref = at::full({np}, kInf, at::kDouble);
+    out.ref_to_pred = at::full({nr}, kInf, at::kDouble);
+    return out;
+  }
+  const std::array<int64_t, 3> dims{hi[0] - lo[0] + 2, hi[1] - lo[1] + 2, hi[2] - lo[2] + 2};
+  out.pred_to_ref = nearest_distances(pts_p, pts_r, dims, sp);
+  out.ref_to_pred = nearest_distances(pts_r, pts_p, dims, sp);
   return out;
 }
 
@@ -514,11 +618,56 @@ at::Tensor surface_voxels(const at::Tensor& mask) {
   return mask.is_cuda() ? detail::surface_voxels_tensor_ops(mask) : detail::surface_voxels_cpu(mask);
 }
 
-SurfaceDistances surface_distances(const at::Tensor& pred, const at::Tensor& ref,
-                                   const std::array<double, 3>& spacing_zyx) {
+SurfaceDistances detail::surfel_distances_tensor_ops(const at::Tensor& pred, const at::Tensor& ref,
+                                                     const std::array<double, 3>& spacing_zyx) {
+  const at::Tensor p = pred != 0, r = ref != 0;
+  const auto opts = at::TensorOptions().dtype(at::kDouble).device(pred.device());
+  const at::Tensor none = at::empty({0}, opts);
+  SurfaceDistances out{none, none, none, none};
+  std::array<int64_t, 3> lo{}, hi{};
+  if (!bounding_box(p | r, lo, hi)) return out;
+  const auto area = surfel_areas(spacing_zyx);
+  const at::Tensor area_table = at::tensor(at::ArrayRef<double>(area.data(), area.size()), at::kDouble).to(pred.device());
+  // Lattice codes from the box padded by one background voxel on each side: code[i] sums
+  // the corner weights over padded[i + (a, b, c)].
+  auto codes = [&](const at::Tensor& m) {
+    at::Tensor c = m;
+    for (int a = 0; a < 3; ++a) c = c.slice(a, lo[a], hi[a] + 1);
+    const at::Tensor padded = at::constant_pad_nd(c.to(at::kInt), {1, 1, 1, 1, 1, 1}, 0);
+    const int64_t n0 = hi[0] - lo[0] + 2, n1 = hi[1] - lo[1] + 2, n2 = hi[2] - lo[2] + 2;
+    at::Tensor code = at::zeros({n0, n1, n2}, padded.options());
+    for (int a = 0; a < 2; ++a)
+      for (int b = 0; b < 2; ++b)
+        for (int cc = 0; cc < 2; ++cc)
+          code += padded.slice(0, a, a + n0).slice(1, b, b + n1).slice(2, cc, cc + n2) * (128 >> (4 * a + 2 * b + cc));
+    return code;
+  };
+  const at::Tensor cp = codes(p), cr = codes(r);
+  const at::Tensor bp = (cp != 0) & (cp != 255), br = (cr != 0) & (cr != 255);
+  out.pred_areas = area_table.index_select(0, cp.masked_select(bp).to(at::kLong));
+  out.ref_areas = area_table.index_select(0, cr.masked_select(br).to(at::kLong));
+  const int64_t np = out.pred_areas.numel(), nr = out.ref_areas.numel();
+  if (np == 0 || nr == 0) {
+    out.pred_to_ref = at::full({np}, kInf, opts);
+    out.ref_to_pred = at::full({nr}, kInf, opts);
+    return out;
+  }
+  out.pred_to_ref = distance_transform_edt(~br, spacing_zyx).masked_select(bp).to(at::kDouble);
+  out.ref_to_pred = distance_transform_edt(~bp, spacing_zyx).masked_select(br).to(at::kDouble);
+  return out;
+}
+
+SurfaceDistances surface_distances(const at::Tensor& pred, const at::Tensor& ref, const std::array<double, 3>& spacing_zyx,
+                                   SurfaceConvention convention) {
   TORCH_CHECK(pred.dim() == 3 && pred.sizes() == ref.sizes(), "surface_distances: two (D, H, W) masks of one shape, got ",
               pred.sizes(), " and ", ref.sizes());
   TORCH_CHECK(pred.device() == ref.device(), "surface_distances: masks on different devices");
+  if (convention == SurfaceConvention::kDeepMind) {
+    SurfaceDistances d = pred.is_cuda() ? detail::surfel_distances_tensor_ops(pred, ref, spacing_zyx)
+                                        : surfel_distances_cpu(pred, ref, spacing_zyx);
+    for (at::Tensor* t : {&d.pred_to_ref, &d.ref_to_pred, &d.pred_areas, &d.ref_areas}) *t = t->cpu();
+    return d;
+  }
   if (!pred.is_cuda()) return surface_distances_cpu(pred, ref, spacing_zyx);
   const at::Tensor p = pred != 0, r = ref != 0;
   SurfaceDistances out{at::empty({0}, at::kFloat), at::empty({0}, at::kFloat)};
@@ -555,8 +704,17 @@ SurfaceDistances detail::surface_distances_search(const at::Tensor& sp, const at
                                                   const std::array<double, 3>& spacing_zyx, double search_mm) {
   const std::array<int64_t, 3> dims{sp.size(0), sp.size(1), sp.size(2)};
   const Points qp = to_points(sp), qr = to_points(sr);
-  return {nearest_distances(qp, qr, dims, spacing_zyx, search_mm), nearest_distances(qr, qp, dims, spacing_zyx, search_mm)};
+  return {nearest_distances(qp, qr, dims, spacing_zyx, search_mm).to(at::kFloat),
+          nearest_distances(qr, qp, dims, spacing_zyx, search_mm).to(at::kFloat)};
 }
+
+SurfaceConvention parse_surface_convention(const std::string& name) {
+  if (name == "monai") return SurfaceConvention::kMonai;
+  if (name == "deepmind") return SurfaceConvention::kDeepMind;
+  throw std::invalid_argument("unknown surface convention '" + name + "' (expected monai or deepmind)");
+}
+
+const char* to_string(SurfaceConvention c) { return c == SurfaceConvention::kDeepMind ? "deepmind" : "monai"; }
 
 double percentile_linear(std::vector<double> x, double q) {
   if (x.empty()) return kNaN;
@@ -571,7 +729,78 @@ double percentile_linear(std::vector<double> x, double q) {
   return a + (b - a) * (pos - static_cast<double>(lo));
 }
 
+namespace {
+
+double numpy_sum(const double* x, int64_t n) {
+  // numpy's pairwise summation (numpy/_core/src/umath/loops_utils.h.src, blocks of 128 with
+  // eight accumulators), so that area fractions compare with its np.sum bit for bit.
+  if (n < 8) {
+    double s = 0;  // numpy starts from -0.0; the same for the non-negative areas summed here
+    for (int64_t i = 0; i < n; ++i) s += x[i];
+    return s;
+  }
+  if (n <= 128) {
+    double r[8];
+    for (int k = 0; k < 8; ++k) r[k] = x[k];
+    int64_t i = 8;
+    for (; i < n - (n % 8); i += 8)
+      for (int k = 0; k < 8; ++k) r[k] += x[i + k];
+    double s = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; ++i) s += x[i];
+    return s;
+  }
+  int64_t n2 = n / 2;
+  n2 -= n2 % 8;
+  return numpy_sum(x, n2) + numpy_sum(x + n2, n - n2);
+}
+
+// DeepMind's compute_robust_hausdorff for one direction: elements sorted by (distance,
+// area), cumulative area fraction (np.cumsum / np.sum), the first element whose fraction
+// reaches percent / 100. +inf for an empty list.
+double surfel_percentile(const at::Tensor& dist, const at::Tensor& area, double percent) {
+  const int64_t n = dist.numel();
+  if (n == 0) return kInf;
+  const at::Tensor dd = dist.contiguous(), aa = area.contiguous();
+  std::vector<std::pair<double, double>> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = {dd.data_ptr<double>()[i], aa.data_ptr<double>()[i]};
+  std::sort(v.begin(), v.end());
+  std::vector<double> sorted_area(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) sorted_area[static_cast<size_t>(i)] = v[static_cast<size_t>(i)].second;
+  const double total = numpy_sum(sorted_area.data(), n), target = percent / 100.0;
+  double cum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    cum += sorted_area[static_cast<size_t>(i)];
+    if (cum / total >= target) return v[static_cast<size_t>(i)].first;
+  }
+  return v.back().first;
+}
+
+SurfaceMetrics surfel_metrics(const SurfaceDistances& d, double tolerance_mm, double percentile) {
+  SurfaceMetrics m;
+  m.hd = std::max(surfel_percentile(d.pred_to_ref, d.pred_areas, 100.0), surfel_percentile(d.ref_to_pred, d.ref_areas, 100.0));
+  m.hd95 = std::max(surfel_percentile(d.pred_to_ref, d.pred_areas, percentile),
+                    surfel_percentile(d.ref_to_pred, d.ref_areas, percentile));
+  // Area-weighted means and tolerance fractions over both surfaces pooled.
+  double weighted = 0, within = 0, total = 0;
+  for (const auto& [dist, area] : {std::pair{&d.pred_to_ref, &d.pred_areas}, std::pair{&d.ref_to_pred, &d.ref_areas}}) {
+    const at::Tensor dd = dist->contiguous(), aa = area->contiguous();
+    const double* x = dd.data_ptr<double>();
+    const double* a = aa.data_ptr<double>();
+    for (int64_t i = 0; i < dd.numel(); ++i) {
+      weighted += x[i] * a[i];
+      within += x[i] <= tolerance_mm ? a[i] : 0.0;
+      total += a[i];
+    }
+  }
+  m.assd = weighted / total;  // NaN when both are empty, +inf when one is
+  m.nsd = within / total;
+  return m;
+}
+
+}  // namespace
+
 SurfaceMetrics surface_metrics(const SurfaceDistances& d, double tolerance_mm, double percentile) {
+  if (d.pred_areas.defined()) return surfel_metrics(d, tolerance_mm, percentile);
   auto to_vec = [](const at::Tensor& t) {
     const at::Tensor c = t.to(at::kDouble).contiguous().cpu();
     return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());

@@ -207,7 +207,8 @@ CaseEvaluation evaluate_case(const CasePair& pair, const EvaluateOptions& o) {
       const at::Tensor pm = pc == labels[i], gm = gc == labels[i];
       metrics::SurfaceMetrics s{kNaN, kNaN, kNaN, kNaN};
       if (wants_surface(o))
-        s = metrics::surface_metrics(metrics::surface_distances(pm, gm, {sp[2], sp[1], sp[0]}), o.tolerance_mm, o.percentile);
+        s = metrics::surface_metrics(metrics::surface_distances(pm, gm, {sp[2], sp[1], sp[0]}, o.surface), o.tolerance_mm,
+                                     o.percentile);
       const double cl = wants(o, "cldice") ? metrics::cl_dice(pm.cpu(), gm.cpu()) : kNaN;
       r.labels[labels[i]] = label_metrics(counts[i], wants_surface(o) ? &s : nullptr, o, cl);
     }
@@ -282,7 +283,7 @@ nlohmann::json summarize_evaluation(const std::vector<CaseEvaluation>& cases, co
   j["std"] = std_;
   j["median"] = median;
   j["foreground_mean"] = foreground;
-  j["settings"] = {{"tolerance_mm", o.tolerance_mm}, {"percentile", o.percentile}, {"surface", "monai"},
+  j["settings"] = {{"tolerance_mm", o.tolerance_mm}, {"percentile", o.percentile}, {"surface", metrics::to_string(o.surface)},
                    {"labels", labels}};
   return j;
 }

@@ -15,6 +15,8 @@
 #include <c10/core/Device.h>
 #include <nlohmann/json_fwd.hpp>
 
+#include "metrics/surface_distance.h"
+
 namespace neuroseg::pipelines {
 
 /// Metric names accepted by --metrics (the confusion counts TP FP FN TN n_pred n_ref are
@@ -26,6 +28,7 @@ struct EvaluateOptions {
   std::vector<std::string> metrics;   ///< empty: all of evaluation_metric_names()
   double tolerance_mm = 1.0;          ///< NSD tolerance
   double percentile = 95.0;           ///< the "HD95" percentile
+  metrics::SurfaceConvention surface = metrics::SurfaceConvention::kMonai;  ///< see metrics/surface_distance.h
   c10::Device device = c10::kCPU;
 };
 

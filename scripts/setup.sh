@@ -53,7 +53,7 @@ else
   step "torch $torch_version: present"
 fi
 # Peers that the cross-check tests compare against (pure Python or small wheels).
-peers=("connected-components-3d==4.1.1:cc3d" "monai==1.6.1:monai")
+peers=("connected-components-3d==4.1.1:cc3d" "monai==1.6.1:monai" "surface-distance==0.1:surface_distance")
 for spec in "${peers[@]}"; do
   pkg="${spec%%:*}"; mod="${spec##*:}"
   if ! .venv/bin/python -c "import $mod" 2>/dev/null; then

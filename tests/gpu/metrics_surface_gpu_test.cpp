@@ -1,5 +1,6 @@
-// Surface distances and overlap counts: the CUDA path (tensor-op surfaces, CUDA EDT, device
-// reductions) against the CPU path, random and real masks, odd and even sizes, empty and full.
+// Surface distances (MONAI and DeepMind conventions) and overlap counts: the CUDA path
+// (tensor-op surfaces, CUDA EDT, device reductions) against the CPU path (fused pass and
+// nearest-surface search), random and real masks, odd and even sizes, empty and full.
 #include <doctest/doctest.h>
 
 #include <ATen/ATen.h>
@@ -30,6 +31,14 @@ TEST_SUITE("gpu_metrics_surface") {
         REQUIRE(c.pred_to_ref.numel() == g.pred_to_ref.numel());
         CHECK(at::allclose(c.pred_to_ref, g.pred_to_ref, 1e-5, 1e-5));
         CHECK(at::allclose(c.ref_to_pred, g.ref_to_pred, 1e-5, 1e-5));
+        // DeepMind's surfels: CUDA tensor ops + CUDA EDT vs the CPU fused pass + search.
+        const auto cd = metrics::surface_distances(p, r, sp, metrics::SurfaceConvention::kDeepMind);
+        const auto gd = metrics::surface_distances(p.cuda(), r.cuda(), sp, metrics::SurfaceConvention::kDeepMind);
+        REQUIRE(cd.pred_areas.numel() == gd.pred_areas.numel());
+        REQUIRE(cd.ref_areas.numel() == gd.ref_areas.numel());
+        CHECK(at::allclose(cd.pred_areas, gd.pred_areas, 1e-12, 1e-12));
+        CHECK(at::allclose(cd.pred_to_ref, gd.pred_to_ref, 1e-5, 1e-5));
+        CHECK(at::allclose(cd.ref_to_pred, gd.ref_to_pred, 1e-5, 1e-5));
       }
     }
     const std::vector<int64_t> labels = metrics::present_labels(atlas);

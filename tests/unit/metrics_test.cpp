@@ -142,6 +142,60 @@ TEST_SUITE("metrics_surface") {
     }
   }
 
+  TEST_CASE("DeepMind surfels: one voxel by hand; the CPU fused pass equals its tensor-ops twin") {
+    using metrics::SurfaceConvention;
+    // One voxel: its 8 surrounding cubes each hold one set corner, a corner triangle of area
+    // |(1, 1, 1) / 8| = sqrt(3) / 8 at unit spacing.
+    at::Tensor a = at::zeros({3, 3, 3}, at::kByte);
+    a[1][1][1] = 1;
+    auto d = metrics::surface_distances(a, a, {1, 1, 1}, SurfaceConvention::kDeepMind);
+    REQUIRE(d.pred_areas.numel() == 8);
+    CHECK(d.pred_areas.sum().item<double>() == doctest::Approx(std::sqrt(3.0)));
+    CHECK(d.pred_to_ref.abs().max().item<double>() == 0.0);
+    auto m = metrics::surface_metrics(d, 1.0);
+    CHECK(m.hd == 0.0);
+    CHECK(m.nsd == 1.0);
+    // Two voxels 2 apart along x at 1.5 mm: in box lattice coordinates b's cubes sit at x in
+    // {0, 1} and c's at {2, 3}, so half the elements are 1 step away and half 2.
+    at::Tensor b = at::zeros({3, 3, 5}, at::kByte), c = at::zeros({3, 3, 5}, at::kByte);
+    b[1][1][1] = 1;
+    c[1][1][3] = 1;
+    d = metrics::surface_distances(b, c, {1, 1, 1.5}, SurfaceConvention::kDeepMind);
+    CHECK(d.pred_to_ref.min().item<double>() == doctest::Approx(1.5));
+    CHECK(d.pred_to_ref.max().item<double>() == doctest::Approx(3.0));
+    m = metrics::surface_metrics(d, 1.5);
+    CHECK(m.hd == doctest::Approx(3.0));
+    CHECK(m.assd == doctest::Approx(2.25));
+    CHECK(m.nsd == doctest::Approx(0.5));
+    at::manual_seed(13);
+    for (int t = 0; t < 6; ++t) {
+      const int64_t D = 5 + t, H = 9 - t % 3, W = 4 + 3 * t;
+      const at::Tensor p = at::rand({D, H, W}) > (t % 2 ? 0.9 : 0.4);
+      const at::Tensor r = at::roll(p, {1}, {2}) | (at::rand({D, H, W}) > 0.95);
+      const std::array<double, 3> sp{0.7, 1.9, 1.1};
+      const auto fused = metrics::surface_distances(p, r, sp, SurfaceConvention::kDeepMind);
+      const auto twin = metrics::detail::surfel_distances_tensor_ops(p, r, sp);
+      CHECK(at::allclose(fused.pred_areas, twin.pred_areas, 0, 1e-12));
+      CHECK(at::allclose(fused.ref_areas, twin.ref_areas, 0, 1e-12));
+      CHECK(at::allclose(fused.pred_to_ref, twin.pred_to_ref, 1e-6, 1e-6));
+      CHECK(at::allclose(fused.ref_to_pred, twin.ref_to_pred, 1e-6, 1e-6));
+    }
+    // Empty masks, as the package.
+    const at::Tensor empty = at::zeros({3, 3, 3}, at::kByte);
+    m = metrics::surface_metrics(metrics::surface_distances(empty, empty, {1, 1, 1}, SurfaceConvention::kDeepMind));
+    CHECK(std::isinf(m.hd));
+    CHECK(std::isinf(m.hd95));
+    CHECK(std::isnan(m.assd));
+    CHECK(std::isnan(m.nsd));
+    m = metrics::surface_metrics(metrics::surface_distances(a, empty, {1, 1, 1}, SurfaceConvention::kDeepMind));
+    CHECK(std::isinf(m.hd));
+    CHECK(std::isinf(m.hd95));
+    CHECK(std::isinf(m.assd));
+    CHECK(m.nsd == 0.0);
+    CHECK(metrics::parse_surface_convention("deepmind") == SurfaceConvention::kDeepMind);
+    CHECK_THROWS(metrics::parse_surface_convention("nnunet"));
+  }
+
   TEST_CASE("empty masks: MONAI's conventions") {
     at::Tensor a = at::zeros({4, 4, 4}, at::kByte);
     const at::Tensor empty = at::zeros({4, 4, 4}, at::kByte);
