@@ -6,6 +6,8 @@ compute_average_surface_distance on the same masks, side by side. neuroseg's tim
 masks in memory -> HD, HD95, ASSD and NSD (all four from one pair of directed distance sets);
 MONAI recomputes the distances per metric, so the "HD95+ASSD" column is what a user asking for
 both pays. The last column is the largest relative difference of HD95 and ASSD between the two.
+A second table times the DeepMind surfel convention (--param deepmind) against DeepMind's
+surface-distance package (compute_surface_distances + compute_robust_hausdorff(95)).
 
 usage: bench/surface_bench.py [--sizes 64 128 256] [--threads 2] [--device cpu]
 """
@@ -26,6 +28,7 @@ import nibabel as nib
 import torch
 from scipy import ndimage
 from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+import surface_distance
 
 warnings.filterwarnings("ignore")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,9 +58,16 @@ def main():
     tmp = tempfile.mkdtemp(prefix="neuroseg_surfbench_")
     print(f"{'case':26} {'neuroseg s':>11} {'MONAI HD95 s':>13} {'ratio':>7} {'MONAI HD95+ASSD s':>18} {'ratio':>7}"
           f" {'max rel diff':>13}  device {a.device}, {a.threads} threads")
+    deepmind_rows = []
+
+    def path_for(name, pred, ref):
+        path = os.path.join(tmp, name.replace(" ", "_").replace("^", "") + ".nii.gz")
+        if not os.path.exists(path):
+            nib.save(nib.Nifti1Image((pred.astype(np.uint8) | (ref.astype(np.uint8) << 1)), np.diag(list(spacing) + [1.0])), path)
+        return path
+
     for name, pred, ref in cases:
-        path = os.path.join(tmp, "pr.nii.gz")
-        nib.save(nib.Nifti1Image((pred.astype(np.uint8) | (ref.astype(np.uint8) << 1)), np.diag(list(spacing) + [1.0])), path)
+        path = path_for(name, pred, ref)
         out = subprocess.run([BIN, "--op", "surface", "--input", path, "--repeats", str(a.repeats), "--threads", str(a.threads),
                               "--device", a.device], check=True, capture_output=True, text=True)
         line = json.loads(out.stdout.strip().splitlines()[-1])
@@ -76,6 +86,20 @@ def main():
         diff = max(abs(values[1] - monai_hd95) / max(abs(monai_hd95), 1e-12), abs(values[2] - monai_assd) / max(abs(monai_assd), 1e-12))
         print(f"{name:26} {ours:>11.4f} {hd95:>13.4f} {hd95 / ours:>7.1f} {hd95 + assd:>18.4f} {(hd95 + assd) / ours:>7.1f}"
               f" {diff:>13.1e}", flush=True)
+        deepmind_rows.append((name, path_for(name, pred, ref)))
+    print(f"\n{'case (DeepMind surfels)':26} {'neuroseg s':>11} {'surface-distance s':>19} {'ratio':>7} {'HD95 rel diff':>14}")
+    for name, path in deepmind_rows:
+        out = subprocess.run([BIN, "--op", "surface", "--param", "deepmind", "--input", path, "--repeats", str(a.repeats),
+                              "--threads", str(a.threads), "--device", a.device], check=True, capture_output=True, text=True)
+        line = json.loads(out.stdout.strip().splitlines()[-1])
+        v = np.asanyarray(nib.load(path).dataobj)
+        t0 = time.perf_counter()
+        for _ in range(a.repeats):
+            d = surface_distance.compute_surface_distances((v & 2) != 0, (v & 1) != 0, spacing)
+            theirs = surface_distance.compute_robust_hausdorff(d, 95)
+        peer = (time.perf_counter() - t0) / a.repeats
+        diff = abs(line["values"][1] - theirs) / max(abs(theirs), 1e-12)
+        print(f"{name:26} {line['seconds']:>11.4f} {peer:>19.4f} {peer / line['seconds']:>7.1f} {diff:>14.1e}", flush=True)
 
 
 if __name__ == "__main__":
