@@ -2,6 +2,8 @@
 // holds checkpoint_best.pt / checkpoint_last.pt (use with `segment --model`), log.csv,
 // curves.png and the resolved config.
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include <CLI/CLI.hpp>
 #include <ATen/Parallel.h>
@@ -14,7 +16,7 @@ namespace neuroseg::cli {
 void add_train_command(CLI::App& app) {
   struct Args {
     std::string config, out, device = "auto";
-    bool resume = false;
+    bool resume = false, distributed = false;
     int64_t epochs = 0, threads = 0, stop_after = 0;
   };
   auto a = std::make_shared<Args>();
@@ -26,6 +28,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--epochs", a->epochs, "Override the config's number of epochs (e.g. to extend a run)")->check(CLI::PositiveNumber);
   cmd->add_option("--stop-after-epoch", a->stop_after, "Stop after this epoch (continue later with --resume)")
       ->check(CLI::PositiveNumber);
+  cmd->add_flag("--distributed", a->distributed,
+                "Data-parallel over c10d (Gloo): one process per rank, rendezvous from RANK/WORLD_SIZE/MASTER_ADDR/"
+                "MASTER_PORT or SLURM (implied when they name more than one rank; see `neuroseg launch`)");
   cmd->add_option("--threads", a->threads, "CPU threads for LibTorch (default: all cores)")->check(CLI::PositiveNumber);
   cmd->callback([a] {
     if (a->threads > 0) at::set_num_threads(static_cast<int>(a->threads));
@@ -33,10 +38,13 @@ void add_train_command(CLI::App& app) {
     pipelines::TrainOptions options;
     options.device = parse_device(a->device);
     options.resume = a->resume;
+    options.distributed = a->distributed;
     if (a->epochs > 0) options.epochs = a->epochs;
     if (a->stop_after > 0) options.stop_after_epoch = a->stop_after;
     const double best = pipelines::train(config, a->out, options);
-    std::printf("best validation Dice %.4f -> %s/checkpoint_best.pt\n", best, a->out.c_str());
+    const char* rank = std::getenv("RANK") ? std::getenv("RANK") : std::getenv("SLURM_PROCID");
+    if (!rank || std::string(rank) == "0")
+      std::printf("best validation Dice %.4f -> %s/checkpoint_best.pt\n", best, a->out.c_str());
   });
 }
 

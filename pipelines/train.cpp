@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -28,6 +29,7 @@
 #include "models/registry.h"
 #include "pipelines/autocast_guard.h"
 #include "pipelines/dataset.h"
+#include "pipelines/distributed.h"
 #include "pipelines/progress.h"
 #include "pipelines/cases.h"
 #include "pipelines/segment.h"
@@ -43,17 +45,29 @@ std::string resolve(const std::string& base, const std::string& p) {
   return (fs::path(base) / p).string();
 }
 
-// One generator per (seed, iteration, stream): batches and augmentation are pure functions
-// of the iteration, so resuming, or changing the number of loader threads, changes nothing.
-at::Generator generator_for(uint64_t seed, int64_t iteration, uint64_t stream) {
-  return at::make_generator<at::CPUGeneratorImpl>(seed * 1000003ULL + static_cast<uint64_t>(iteration) * 7919ULL + stream);
+// One generator per (seed, iteration, stream, sample of the global batch): patches and
+// augmentation are pure functions of the global sample index, so resuming, changing the
+// number of loader threads, or splitting the batch over any number of ranks changes nothing.
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
 }
 
-// Background threads that prepare batches ahead of the training loop (bounded prefetch).
+at::Generator generator_for(uint64_t seed, int64_t iteration, uint64_t stream, int64_t sample) {
+  uint64_t h = splitmix64(seed);
+  for (const uint64_t v : {static_cast<uint64_t>(iteration), stream, static_cast<uint64_t>(sample)}) h = splitmix64(h ^ v);
+  return at::make_generator<at::CPUGeneratorImpl>(h);
+}
+
+// Background threads that prepare batches ahead of the training loop (bounded prefetch):
+// this rank's samples [sample_first, sample_last) of each global batch.
 class BatchLoader {
  public:
-  BatchLoader(const std::vector<TrainingCase>& cases, const TrainConfig& c, int64_t first, int64_t last)
-      : cases_(cases), config_(c), next_(first), end_(last), consumed_(first) {
+  BatchLoader(const std::vector<TrainingCase>& cases, const TrainConfig& c, int64_t first, int64_t last,
+              std::pair<int64_t, int64_t> samples)
+      : cases_(cases), config_(c), samples_(samples), next_(first), end_(last), consumed_(first) {
     const int64_t workers = std::max<int64_t>(1, c.workers);
     for (int64_t w = 0; w < workers; ++w) threads_.emplace_back([this] { run(); });
   }
@@ -91,8 +105,14 @@ class BatchLoader {
         i = next_++;
       }
       try {
-        at::Generator gen = generator_for(config_.seed, i, 1);
-        Batch b = sample_batch(cases_, config_.patch, config_.batch_size, config_.foreground_fraction, gen);
+        std::vector<at::Tensor> images, labels;
+        for (int64_t j = samples_.first; j < samples_.second; ++j) {
+          at::Generator gen = generator_for(config_.seed, i, 1, j);
+          Batch one = sample_batch(cases_, config_.patch, 1, config_.foreground_fraction, gen);
+          images.push_back(one.image);
+          labels.push_back(one.label);
+        }
+        Batch b{at::cat(images), at::cat(labels)};
         std::lock_guard<std::mutex> lock(mutex_);
         ready_[i] = std::move(b);
       } catch (const io::Error& e) {
@@ -107,6 +127,7 @@ class BatchLoader {
   static constexpr int64_t kPrefetch = 4;
   const std::vector<TrainingCase>& cases_;
   const TrainConfig& config_;
+  std::pair<int64_t, int64_t> samples_;
   int64_t next_, end_, consumed_;
   std::map<int64_t, Batch> ready_;
   std::vector<std::thread> threads_;
@@ -332,9 +353,34 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
   if (opt.resume && (!fs::exists(last) || !fs::exists(state_path) || !fs::exists(state_json)))
     throw io::Error(run_dir, "nothing to resume (no checkpoint_last.pt / train_state.pt / train_state.json)");
   fs::create_directories(run_dir);
-  const c10::Device device = opt.device;
   TrainConfig config = c;
   if (opt.epochs) config.epochs = *opt.epochs;
+
+  // Data parallelism (docs/distributed.md): `batch_size` is the global batch; this rank
+  // draws, augments and back-propagates its share of the samples, the gradients are summed
+  // across ranks (each rank's loss weighted by its share), and rank 0 writes every file.
+  const Rendezvous rendezvous = Rendezvous::from_environment();
+  std::unique_ptr<ProcessGroup> group;
+  if (opt.distributed || rendezvous.world_size > 1) group = ProcessGroup::join(rendezvous);
+  const int rank = group ? group->rank() : 0, world = group ? group->world_size() : 1;
+  const bool leader = rank == 0;
+  if (world > config.batch_size)
+    throw io::Error("config batch_size", std::to_string(config.batch_size) + " is smaller than the " + std::to_string(world) +
+                                             " ranks (batch_size is the global batch, split over the ranks)");
+  const auto samples = batch_share(config.batch_size, rank, world);
+  const double share = static_cast<double>(samples.second - samples.first) / static_cast<double>(config.batch_size);
+  c10::Device device = opt.device;
+  if (group && device.is_cuda() && !device.has_index()) device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(rendezvous.local_rank));
+  if (group) {
+    const double seed0 = group->sum_values({leader ? static_cast<double>(config.seed) : 0.0})[0];
+    if (seed0 != static_cast<double>(config.seed))
+      throw io::Error("config seed", "rank " + std::to_string(rank) + " has seed " + std::to_string(config.seed) +
+                                         " but rank 0 has " + std::to_string(static_cast<uint64_t>(seed0)) + " (configs differ)");
+    if (leader)
+      std::fprintf(stderr, "neuroseg train: %d ranks (%s rendezvous at %s:%d), %lld sample(s) per rank of a global batch of %lld\n",
+                   world, rendezvous.source.c_str(), rendezvous.master_addr.c_str(), rendezvous.master_port,
+                   static_cast<long long>(samples.second - samples.first), static_cast<long long>(config.batch_size));
+  }
 
   // Labels: class k <-> k-th smallest value.
   std::vector<int64_t> label_values;
@@ -356,8 +402,9 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
     pp["normalization"] = percentile_statistics(config.train_pairs);
   const Preprocessing preprocessing = Preprocessing::from_json(pp);
 
-  std::fprintf(stderr, "neuroseg train: loading %zu training and %zu validation case(s)\n", config.train_pairs.size(),
-               config.val_pairs.size());
+  if (leader)
+    std::fprintf(stderr, "neuroseg train: loading %zu training and %zu validation case(s)\n", config.train_pairs.size(),
+                 config.val_pairs.size());
   const std::vector<TrainingCase> train_cases = load_training_cases(config.train_pairs, preprocessing, label_values);
   const std::vector<TrainingCase> val_cases =
       config.val_pairs.empty() ? train_cases : load_training_cases(config.val_pairs, preprocessing, label_values);
@@ -414,10 +461,17 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
     loss_history = s.at("loss").get<std::vector<double>>();
     dice_epochs = s.at("dice_epochs").get<std::vector<double>>();
     dice_history = s.at("dice").get<std::vector<double>>();
-    std::fprintf(stderr, "neuroseg train: resuming after epoch %lld (best Dice %.4f)\n", static_cast<long long>(start_epoch),
-                 best_dice);
+    if (leader)
+      std::fprintf(stderr, "neuroseg train: resuming after epoch %lld (best Dice %.4f)\n", static_cast<long long>(start_epoch),
+                   best_dice);
   }
-  {
+  if (group) {  // every rank starts from rank 0's weights and buffers
+    std::vector<at::Tensor> state;
+    for (const auto& p : model->parameters()) state.push_back(p);
+    for (const auto& b : model->buffers()) state.push_back(b);
+    group->broadcast(state);
+  }
+  if (leader) {
     std::ofstream(run_dir + "/config.json") << nlohmann::json{{"model", config.model}, {"args", config.model_args},
                                                                {"preprocessing", meta.preprocessing}, {"labels", config.labels},
                                                                {"patch_size", meta.patch_size}, {"epochs", config.epochs},
@@ -433,26 +487,38 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
 
   const int64_t ipe = config.iterations_per_epoch;
   if (start_epoch >= config.epochs) return best_dice;
-  BatchLoader loader(train_cases, config, start_epoch * ipe, config.epochs * ipe);
+  BatchLoader loader(train_cases, config, start_epoch * ipe, config.epochs * ipe, samples);
   bool log_exists = opt.resume && fs::exists(run_dir + "/log.csv");
-  std::ofstream log(run_dir + "/log.csv", log_exists ? std::ios::app : std::ios::trunc);
-  if (!log_exists) log << "epoch,lr,train_loss,val_dice,seconds,loader_wait_fraction,voxels_per_s\n";
+  std::ofstream log;
+  if (leader) log.open(run_dir + "/log.csv", log_exists ? std::ios::app : std::ios::trunc);
+  if (leader && !log_exists) log << "epoch,lr,train_loss,val_dice,seconds,loader_wait_fraction,voxels_per_s,allreduce_seconds\n";
 
   const int64_t stop = opt.stop_after_epoch ? std::min(config.epochs, *opt.stop_after_epoch) : config.epochs;
   for (int64_t epoch = start_epoch; epoch < stop; ++epoch) {
     const auto t0 = std::chrono::steady_clock::now();
     model->train();
-    double waited = 0, loss_sum = 0;
+    double waited = 0, loss_sum = 0, reduce_seconds = 0;
     double lr = config.lr;
-    ProgressBar bar(ipe, "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config.epochs));
+    std::optional<ProgressBar> bar;
+    if (leader) bar.emplace(ipe, "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config.epochs));
     for (int64_t it = 0; it < ipe; ++it) {
       const int64_t global = epoch * ipe + it;
       lr = learning_rate(config, static_cast<double>(global) / static_cast<double>(ipe));
       for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
       Batch batch = loader.get(global, waited);
       at::Tensor image = batch.image.to(device), label = batch.label.to(device);
-      at::Generator gen = generator_for(config.seed, global, 2);
-      augment_batch(image, label, config.augmentation, gen);
+      {  // each sample with its own generator (see generator_for)
+        std::vector<at::Tensor> images, labels;
+        for (int64_t k = 0; k < image.size(0); ++k) {
+          at::Tensor im = image.narrow(0, k, 1), lb = label.narrow(0, k, 1);
+          at::Generator gen = generator_for(config.seed, global, 2, samples.first + k);
+          augment_batch(im, lb, config.augmentation, gen);
+          images.push_back(im);
+          labels.push_back(lb);
+        }
+        image = at::cat(images);
+        label = at::cat(labels);
+      }
       optimizer->zero_grad();
       at::Tensor loss;
       {
@@ -460,7 +526,18 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
         loss = deep ? losses::deep_supervision_loss(model->forward_deep_supervision(image), label, loss_fn)
                     : loss_fn(model->forward(image), label);
       }
+      // This rank's share of the global mean: the summed gradients are those of the global
+      // batch (exactly, for losses that are means over samples; docs/distributed.md).
+      loss = loss * share;
       (scale_loss ? loss * loss_scale : loss).backward();
+      if (group) {
+        const auto r0 = std::chrono::steady_clock::now();
+        std::vector<at::Tensor> grads;
+        for (auto& p : model->parameters())
+          if (p.grad().defined()) grads.push_back(p.mutable_grad());
+        group->allreduce_sum(grads);
+        reduce_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - r0).count();
+      }
       bool finite = true;
       if (scale_loss) {  // dynamic loss scaling (torch.cuda.amp.GradScaler's rule)
         for (auto& p : model->parameters())
@@ -474,14 +551,14 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
         if (config.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), config.grad_clip);
         optimizer->step();
       }
-      const double l = loss.item<double>();
+      const double l = group ? group->sum_values({loss.item<double>()})[0] : loss.item<double>();
       if (!std::isfinite(l)) throw io::Error("training", "the loss became " + std::to_string(l) + " at epoch " + std::to_string(epoch + 1));
       loss_sum += l;
       char note[128];
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::snprintf(note, sizeof(note), "loss %.4f lr %.2g %.2f it/s %.2f MVx/s", l, lr, (it + 1) / elapsed,
                     (it + 1) * config.batch_size * config.patch[0] * config.patch[1] * config.patch[2] / elapsed / 1e6);
-      bar.update(it + 1, note);
+      if (bar) bar->update(it + 1, note);
     }
     const double epoch_loss = loss_sum / static_cast<double>(ipe);
     loss_history.push_back(epoch_loss);
@@ -492,20 +569,28 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
       sw.roi = config.patch;
       sw.overlap = 0.25;
       sw.device = device;
-      double sum = 0;
-      for (const auto& vc : val_cases) {
-        const at::Tensor logits = sliding_window_inference(*model, vc.image, sw);
-        sum += mean_foreground_dice(logits.argmax(0), vc.label.to(at::kLong), classes);
+      // Validation cases round-robin over the ranks; sums gathered from all of them.
+      double sum = 0, count = 0;
+      for (size_t k = static_cast<size_t>(rank); k < val_cases.size(); k += static_cast<size_t>(world)) {
+        const at::Tensor logits = sliding_window_inference(*model, val_cases[k].image, sw);
+        sum += mean_foreground_dice(logits.argmax(0), val_cases[k].label.to(at::kLong), classes);
+        count += 1;
       }
-      val_dice = sum / static_cast<double>(val_cases.size());
+      if (group) {
+        const auto totals = group->sum_values({sum, count});
+        sum = totals[0];
+        count = totals[1];
+      }
+      val_dice = sum / count;
       dice_epochs.push_back(static_cast<double>(epoch + 1));
       dice_history.push_back(val_dice);
       meta.training = {{"epoch", epoch + 1}, {"val_dice", val_dice}, {"train_loss", epoch_loss}};
       if (val_dice > best_dice) {
         best_dice = val_dice;
-        models::save_checkpoint(run_dir + "/checkpoint_best.pt", *model, meta);
+        if (leader) models::save_checkpoint(run_dir + "/checkpoint_best.pt", *model, meta);
       }
     }
+    if (!leader) continue;
     meta.training = {{"epoch", epoch + 1}, {"train_loss", epoch_loss}, {"best_val_dice", best_dice}};
     models::save_checkpoint(last, *model, meta);
     {
@@ -521,7 +606,7 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double voxels = static_cast<double>(ipe * config.batch_size * config.patch[0] * config.patch[1] * config.patch[2]);
     log << epoch + 1 << "," << lr << "," << epoch_loss << "," << (std::isnan(val_dice) ? "" : std::to_string(val_dice)) << ","
-        << seconds << "," << waited / seconds << "," << voxels / seconds << "\n";
+        << seconds << "," << waited / seconds << "," << voxels / seconds << "," << reduce_seconds << "\n";
     log.flush();
     write_curves_png(run_dir + "/curves.png", loss_history, dice_epochs, dice_history);
     std::fprintf(stderr, "epoch %lld: loss %.4f%s  %.1f s  (loader wait %.0f%%)\n", static_cast<long long>(epoch + 1), epoch_loss,

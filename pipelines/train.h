@@ -50,6 +50,9 @@ struct TrainOptions {
   /// Stop after this many epochs in total (the schedule still spans all epochs), e.g. to fit
   /// a job's time limit; continue later with resume.
   std::optional<int64_t> stop_after_epoch;
+  /// Join a c10d process group (pipelines/distributed.h); also implied when the environment
+  /// names more than one rank (torchrun's WORLD_SIZE, SLURM's SLURM_NTASKS).
+  bool distributed = false;
 };
 
 /// Trains into `run_dir`: checkpoint_last.pt, checkpoint_best.pt (neuroseg checkpoints),

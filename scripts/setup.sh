@@ -18,6 +18,7 @@ apt_packages=(
   python3 python3-venv python3-numpy python3-scipy python3-skimage
   mricron-data python3-nibabel python3-dipy python3-pydicom
   clang libclang-rt-14-dev
+  libgloo-dev
 )
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
