@@ -12,6 +12,7 @@
 #include <torch/cuda.h>
 
 #include "cli/commands.h"
+#include "cli/processes.h"
 #include "io/atomic_output.h"
 #include "io/error.h"
 #include "pipelines/progress.h"
@@ -55,14 +56,60 @@ std::string default_model_path() {
                              "(retrain it with scripts/train_default_model.sh or set NEUROSEG_DEFAULT_MODEL)");
 }
 
+namespace {
+
+struct SegmentArgs {
+  std::string input, out, model, device = "auto";
+  double overlap = 0.5;
+  int64_t batch = 2;
+  std::vector<int64_t> roi;
+  bool tta = false, probabilities = false, resume = false, no_qc = false, amp = false;
+  std::string shard, devices;
+};
+
+// "i/n" with 0 <= i < n.
+std::pair<int64_t, int64_t> parse_shard(const std::string& text) {
+  const auto slash = text.find('/');
+  try {
+    if (slash == std::string::npos) throw std::invalid_argument(text);
+    size_t u1 = 0, u2 = 0;
+    const int64_t i = std::stoll(text.substr(0, slash), &u1), n = std::stoll(text.substr(slash + 1), &u2);
+    if (u1 != slash || u2 != text.size() - slash - 1 || n < 1 || i < 0 || i >= n) throw std::invalid_argument(text);
+    return {i, n};
+  } catch (const std::exception&) {
+    throw io::Error("--shard " + text, "expected i/n with 0 <= i < n (e.g. 0/4)");
+  }
+}
+
+// --devices all: one child per visible GPU, child k segmenting shard k/n on cuda:k with the
+// same options; the claims keep overlapping children and reruns from doubling any case.
+void run_on_all_devices(const SegmentArgs& a) {
+  if (a.devices != "all") throw io::Error("--devices " + a.devices, "expected all");
+  if (!a.shard.empty()) throw io::Error("--devices all", "shards the cases itself; drop --shard");
+  const int64_t n = static_cast<int64_t>(torch::cuda::device_count());
+  if (n == 0) throw io::Error("--devices all", "no CUDA device is visible");
+  std::vector<ChildProcess> children;
+  for (int64_t k = 0; k < n; ++k) {
+    ChildProcess c;
+    c.args = {"segment", "-i", a.input, "-o", a.out, "--device", "cuda:" + std::to_string(k), "--shard",
+              std::to_string(k) + "/" + std::to_string(n), "--overlap", std::to_string(a.overlap), "--batch",
+              std::to_string(a.batch)};
+    if (!a.model.empty()) c.args.insert(c.args.end(), {"--model", a.model});
+    if (!a.roi.empty())
+      c.args.insert(c.args.end(), {"--roi", std::to_string(a.roi[0]), std::to_string(a.roi[1]), std::to_string(a.roi[2])});
+    for (const auto& [on, flag] : {std::pair{a.tta, "--tta"}, std::pair{a.amp, "--amp"}, std::pair{a.probabilities, "--probabilities"},
+                                   std::pair{a.resume, "--resume"}, std::pair{a.no_qc, "--no-qc"}})
+      if (on) c.args.push_back(flag);
+    children.push_back(std::move(c));
+  }
+  std::fprintf(stderr, "neuroseg segment: %lld GPU(s), one shard each\n", static_cast<long long>(n));
+  if (const int status = run_children(children); status != 0) std::exit(status);
+}
+
+}  // namespace
+
 void add_segment_command(CLI::App& app) {
-  struct Args {
-    std::string input, out, model, device = "auto";
-    double overlap = 0.5;
-    int64_t batch = 2;
-    std::vector<int64_t> roi;
-    bool tta = false, probabilities = false, resume = false, no_qc = false, amp = false;
-  };
+  using Args = SegmentArgs;
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("segment", "Segment a volume or a folder of volumes with a trained checkpoint");
   cmd->add_option("-i,--input", a->input, "Volume, DICOM folder, zarr array, or a folder of them")->required();
@@ -78,8 +125,24 @@ void add_segment_command(CLI::App& app) {
   cmd->add_flag("--probabilities", a->probabilities, "Also write <case>_prob.nii.gz (float32 per class)");
   cmd->add_flag("--resume", a->resume, "Skip cases whose output already exists");
   cmd->add_flag("--no-qc", a->no_qc, "Do not write QC pictures and index.html");
+  cmd->add_option("--shard", a->shard,
+                  "i/n: segment only cases i, i+n, i+2n, ... of the sorted list (0 <= i < n; e.g. "
+                  "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)");
+  cmd->add_option("--devices", a->devices, "all: one process per visible GPU, each segmenting its shard of the cases");
   cmd->callback([a] {
-    const std::vector<std::string> cases = pipelines::list_cases(a->input);
+    if (!a->devices.empty()) {
+      run_on_all_devices(*a);
+      return;
+    }
+    std::vector<std::string> cases = pipelines::list_cases(a->input);
+    std::string suffix;  // summary/gallery names of a shard
+    if (!a->shard.empty()) {
+      const auto [index, count] = parse_shard(a->shard);
+      std::vector<std::string> mine;
+      for (size_t k = static_cast<size_t>(index); k < cases.size(); k += static_cast<size_t>(count)) mine.push_back(cases[k]);
+      cases = std::move(mine);
+      suffix = ".shard-" + std::to_string(index) + "-of-" + std::to_string(count);
+    }
     if (a->model.empty()) a->model = default_model_path();
     pipelines::Segmenter segmenter = pipelines::Segmenter::load(a->model, parse_device(a->device));
     segmenter.window.overlap = a->overlap;
@@ -111,14 +174,14 @@ void add_segment_command(CLI::App& app) {
       char note[256];
       std::snprintf(note, sizeof(note), "%s %s %.1f s", r.name.c_str(), r.status.c_str(), r.seconds);
       bar.update(++finished, note);
-      const bool has_png = r.status == "ok" || (r.status == "skipped" && fs::exists(fs::path(a->out) / "qc" / (r.name + ".png")));
+      const bool has_png = r.status == "ok" || (r.status != "failed" && fs::exists(fs::path(a->out) / "qc" / (r.name + ".png")));
       gallery.push_back({r.name, has_png ? "qc/" + r.name + ".png" : "", r.status == "failed" ? "" : fs::path(r.output).filename().string(),
                          r.status, r.seconds});
       results.push_back(r);
     });
     // Summary CSV, gallery and a one-line summary.
     {
-      io::AtomicOutput csv(a->out + "/segment_summary.csv");
+      io::AtomicOutput csv(a->out + "/segment_summary" + suffix + ".csv");
       std::ofstream f(csv.path());
       f << "case,input,output,status,seconds,error\n";
       for (const auto& r : results)
@@ -127,7 +190,7 @@ void add_segment_command(CLI::App& app) {
       f.close();
       csv.commit();
     }
-    if (options.qc) pipelines::write_gallery(a->out + "/index.html", "neuroseg segment: " + a->input, gallery);
+    if (options.qc) pipelines::write_gallery(a->out + "/index" + suffix + ".html", "neuroseg segment: " + a->input, gallery);
     const int64_t done = static_cast<int64_t>(std::count_if(results.begin(), results.end(), [](const auto& r) { return r.status == "ok"; }));
     const int64_t skipped = static_cast<int64_t>(results.size()) - done - failures;
     const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();

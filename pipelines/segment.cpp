@@ -6,6 +6,10 @@
 #include <future>
 #include <memory>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <ATen/ATen.h>
 
 #include "io/error.h"
@@ -77,7 +81,54 @@ io::Volume labels_from_scores(const io::Volume& scores, const std::vector<int64_
 namespace {
 
 // The three stages of a case: read + preprocess, network, postprocess + write.
+// A case claimed by this process: an exclusive flock on <out>/.claims/<case>.lock, held from
+// before the case is read until its output is written (or it failed). Runs that overlap
+// (two shards of one array task, a restarted job beside a slow one) skip a case another live
+// process holds; the kernel drops the lock of a killed process, so a restart takes its cases
+// over. The lock file is removed when done; a process that opened it just before sees the
+// finished output on its re-check and skips.
+class CaseClaim {
+ public:
+  CaseClaim() = default;
+  CaseClaim(CaseClaim&& o) noexcept : fd_(o.fd_), path_(std::move(o.path_)) { o.fd_ = -1; }
+  CaseClaim& operator=(CaseClaim&& o) noexcept {
+    release();
+    fd_ = o.fd_;
+    path_ = std::move(o.path_);
+    o.fd_ = -1;
+    return *this;
+  }
+  ~CaseClaim() { release(); }
+
+  /// False when another live process holds the case.
+  bool acquire(const fs::path& path) {
+    std::error_code ec;
+    fs::create_directories(path.parent_path(), ec);
+    fd_ = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw io::Error(path.string(), "cannot create the case's claim file");
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+      return false;
+    }
+    path_ = path;
+    return true;
+  }
+  void release() {
+    if (fd_ < 0) return;
+    std::error_code ec;
+    fs::remove(path_, ec);
+    ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+  fs::path path_;
+};
+
 struct CaseWork {
+  CaseClaim claim;
   CaseResult result;
   io::Volume image;
   PreparedCase prepared;
@@ -107,6 +158,15 @@ CaseWork load_stage(const Segmenter& s, const std::string& input, const std::str
     return w;
   }
   try {
+    if (!w.claim.acquire(fs::path(out_dir) / ".claims" / (w.result.name + ".lock"))) {
+      w.result.status = "claimed";  // another live process is on it
+      return w;
+    }
+    if (o.resume && fs::exists(w.result.output)) {  // finished while we were claiming
+      w.claim.release();
+      w.result.status = "skipped";
+      return w;
+    }
     w.image = io::read_volume(input);
     io::require_3d(w.image, "segmentation");
     if (w.image.channels() != s.loaded.model->in_channels())
@@ -130,6 +190,7 @@ void network_stage(Segmenter& s, CaseWork& w) {
 
 CaseResult write_stage(const Segmenter& s, CaseWork& w, const std::string& out_dir, const SegmentOptions& o) {
   if (!w.result.status.empty()) {
+    w.claim.release();
     w.result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - w.start).count();
     return w.result;
   }
@@ -159,6 +220,7 @@ CaseResult write_stage(const Segmenter& s, CaseWork& w, const std::string& out_d
     fail(w, e);
     w.result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - w.start).count();
   }
+  w.claim.release();
   return w.result;
 }
 

@@ -3,6 +3,8 @@
 //   read -> preprocess (checkpoint) -> sliding window -> softmax -> back to the input grid
 //   -> argmax -> label values -> postprocess -> write (atomically) -> QC picture,
 // with per-case timing, resume, and a failing case reported without stopping the batch.
+// Each case is claimed (an flock under <out>/.claims/) while it is processed, so runs that
+// overlap on one output folder never segment a case twice at once.
 #include <functional>
 #include <string>
 #include <vector>
@@ -40,7 +42,7 @@ struct SegmentOptions {
 
 struct CaseResult {
   std::string name, input, output, error;
-  std::string status;  ///< "ok", "skipped" (resume) or "failed"
+  std::string status;  ///< "ok", "skipped" (resume), "claimed" (another live process has it) or "failed"
   double seconds = 0;
 };
 
