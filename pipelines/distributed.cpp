@@ -5,9 +5,16 @@
 
 #include <ATen/ATen.h>
 
+#if defined(NEUROSEG_WITH_GLOO) || defined(NEUROSEG_WITH_NCCL)
+#define NEUROSEG_WITH_C10D 1
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
 #ifdef NEUROSEG_WITH_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+#ifdef NEUROSEG_WITH_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
 #include "io/error.h"
@@ -62,17 +69,19 @@ std::pair<int64_t, int64_t> batch_share(int64_t batch, int rank, int world) {
   return {batch * rank / world, batch * (rank + 1) / world};
 }
 
-#ifdef NEUROSEG_WITH_GLOO
+#ifdef NEUROSEG_WITH_C10D
 
 bool distributed_available() { return true; }
 
 struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  c10::intrusive_ptr<c10d::Backend> pg;
   int rank = 0, world = 1;
+  c10::Device device = c10::kCPU;  ///< where collectives run: the CPU (Gloo) or this rank's GPU (NCCL)
+  at::Tensor on_device(const at::Tensor& t) const { return t.to(device); }
 };
 
-std::unique_ptr<ProcessGroup> ProcessGroup::join(const Rendezvous& r) {
+std::unique_ptr<ProcessGroup> ProcessGroup::join(const Rendezvous& r, const c10::Device& device) {
   auto impl = std::make_unique<Impl>();
   impl->rank = r.rank;
   impl->world = r.world_size;
@@ -83,13 +92,29 @@ std::unique_ptr<ProcessGroup> ProcessGroup::join(const Rendezvous& r) {
   o.timeout = std::chrono::minutes(5);
   try {
     impl->store = c10::make_intrusive<c10d::TCPStore>(r.master_addr, o);
-    auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::minutes(30));
-    // Loopback for a single node (and torchrun's default 127.0.0.1); otherwise the interface
-    // that resolves this host's name, as torch.distributed does.
-    opts->devices.push_back(r.master_addr == "127.0.0.1" || r.master_addr == "localhost"
-                                ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                                : c10d::ProcessGroupGloo::createDefaultDevice());
-    impl->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, r.rank, r.world_size, opts);
+    if (device.is_cuda()) {
+#ifdef NEUROSEG_WITH_NCCL
+      impl->device = device;
+      impl->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl->store, r.rank, r.world_size,
+                                                             c10d::ProcessGroupNCCL::Options::create());
+#else
+      throw io::Error("--distributed", "this neuroseg was built without NCCL; CUDA ranks need it");
+#endif
+    } else {
+#ifdef NEUROSEG_WITH_GLOO
+      auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::minutes(30));
+      // Loopback for a single node (and torchrun's default 127.0.0.1); otherwise the interface
+      // that resolves this host's name, as torch.distributed does.
+      opts->devices.push_back(r.master_addr == "127.0.0.1" || r.master_addr == "localhost"
+                                  ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                  : c10d::ProcessGroupGloo::createDefaultDevice());
+      impl->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, r.rank, r.world_size, opts);
+#else
+      throw io::Error("--distributed", "this neuroseg was built without Gloo (apt install libgloo-dev, then rebuild)");
+#endif
+    }
+  } catch (const io::Error&) {
+    throw;
   } catch (const std::exception& e) {
     std::string msg = e.what();
     if (auto nl = msg.find('\n'); nl != std::string::npos) msg.resize(nl);
@@ -104,11 +129,11 @@ int ProcessGroup::world_size() const { return impl_->world; }
 
 void ProcessGroup::broadcast(const std::vector<at::Tensor>& tensors, int root) {
   for (const at::Tensor& t : tensors) {
-    std::vector<at::Tensor> host{t.detach().cpu().contiguous()};
+    std::vector<at::Tensor> buffer{impl_->on_device(t.detach()).contiguous()};
     c10d::BroadcastOptions o;
     o.rootRank = root;
-    impl_->pg->broadcast(host, o)->wait();
-    t.detach().copy_(host[0]);
+    impl_->pg->broadcast(buffer, o)->wait();
+    t.detach().copy_(buffer[0]);
   }
 }
 
@@ -129,7 +154,7 @@ void ProcessGroup::allreduce_sum(const std::vector<at::Tensor>& tensors, int64_t
   for (const auto& bucket : buckets) {
     if (bucket.empty()) continue;
     std::vector<at::Tensor> parts;
-    for (size_t i : bucket) parts.push_back(tensors[i].detach().reshape({-1}).to(at::kFloat).cpu());
+    for (size_t i : bucket) parts.push_back(impl_->on_device(tensors[i].detach().reshape({-1}).to(at::kFloat)));
     flat.push_back({at::cat(parts)});
     work.push_back(impl_->pg->allreduce(flat.back()));
   }
@@ -148,21 +173,21 @@ void ProcessGroup::allreduce_sum(const std::vector<at::Tensor>& tensors, int64_t
 }
 
 std::vector<double> ProcessGroup::sum_values(std::vector<double> values) {
-  std::vector<at::Tensor> t{at::tensor(values, at::kDouble)};
+  std::vector<at::Tensor> t{impl_->on_device(at::tensor(values, at::kDouble))};
   impl_->pg->allreduce(t)->wait();
-  const at::Tensor c = t[0].contiguous();
+  const at::Tensor c = t[0].cpu().contiguous();
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 
 void ProcessGroup::barrier() { impl_->pg->barrier()->wait(); }
 
-#else  // no Gloo headers at build time
+#else  // neither Gloo nor NCCL headers at build time
 
 bool distributed_available() { return false; }
 
 struct ProcessGroup::Impl {};
 
-std::unique_ptr<ProcessGroup> ProcessGroup::join(const Rendezvous&) {
+std::unique_ptr<ProcessGroup> ProcessGroup::join(const Rendezvous&, const c10::Device&) {
   throw io::Error("--distributed", "this neuroseg was built without Gloo (apt install libgloo-dev, then rebuild)");
 }
 int ProcessGroup::rank() const { return 0; }

@@ -3,8 +3,9 @@
 // DistributedDataParallel, but it ships c10d's TCPStore and process groups: one process per
 // device joins a group through the store (rendezvous from torchrun's or SLURM's variables),
 // rank 0's weights are broadcast, and after every backward the gradients are summed across
-// ranks in flat buckets. Gloo on CPUs; NCCL for CUDA devices is not built in this version
-// (the wheel ships no NCCL headers for c10d), so CUDA training runs Gloo on host copies.
+// ranks in flat buckets. Gloo on CPUs (Gloo's headers from Debian's libgloo-dev, its code in
+// libtorch_cpu), NCCL on CUDA devices (ProcessGroupNCCL in libtorch_cuda, nccl.h from the
+// wheel's nvidia-nccl package).
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 namespace neuroseg::pipelines {
 
@@ -31,18 +33,18 @@ struct Rendezvous {
 /// A c10d process group joined through a TCPStore served by rank 0.
 class ProcessGroup {
  public:
-  /// Joins (blocks until every rank has arrived, or the timeout). Throws io::Error when this
-  /// build has no Gloo.
-  static std::unique_ptr<ProcessGroup> join(const Rendezvous& r);
+  /// Joins (blocks until every rank has arrived, or the timeout): NCCL when `device` is a
+  /// GPU, Gloo otherwise. Throws io::Error when this build lacks that backend.
+  static std::unique_ptr<ProcessGroup> join(const Rendezvous& r, const c10::Device& device);
   ~ProcessGroup();
 
   int rank() const;
   int world_size() const;
-  /// Rank `root`'s values into every rank's tensors, in place (any device; copied through
-  /// host memory for CUDA tensors).
+  /// Rank `root`'s values into every rank's tensors, in place (any device).
   void broadcast(const std::vector<at::Tensor>& tensors, int root = 0);
   /// Sums the tensors across ranks in place. They are packed into flat float32 buckets of
-  /// about `bucket_bytes` (one collective per bucket, all in flight at once) and unpacked.
+  /// about `bucket_bytes` on the collective's device (one collective per bucket, all in
+  /// flight at once) and unpacked.
   void allreduce_sum(const std::vector<at::Tensor>& tensors, int64_t bucket_bytes = 25 << 20);
   /// Sums scalars across ranks (e.g. loss sums, validation Dice sums and counts).
   std::vector<double> sum_values(std::vector<double> values);
@@ -58,7 +60,7 @@ class ProcessGroup {
 /// owns: contiguous, sizes differing by at most one, together exactly 0 .. batch - 1.
 std::pair<int64_t, int64_t> batch_share(int64_t batch, int rank, int world);
 
-/// Whether this build can run distributed training (Gloo headers were found).
+/// Whether this build can run distributed training (Gloo or NCCL headers were found).
 bool distributed_available();
 
 }  // namespace neuroseg::pipelines

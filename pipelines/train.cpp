@@ -360,8 +360,12 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
   // draws, augments and back-propagates its share of the samples, the gradients are summed
   // across ranks (each rank's loss weighted by its share), and rank 0 writes every file.
   const Rendezvous rendezvous = Rendezvous::from_environment();
+  const bool distributed = opt.distributed || rendezvous.world_size > 1;
+  c10::Device device = opt.device;
+  if (distributed && device.is_cuda())  // one GPU per rank, as torchrun: cuda:LOCAL_RANK
+    device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(rendezvous.local_rank));
   std::unique_ptr<ProcessGroup> group;
-  if (opt.distributed || rendezvous.world_size > 1) group = ProcessGroup::join(rendezvous);
+  if (distributed) group = ProcessGroup::join(rendezvous, device);
   const int rank = group ? group->rank() : 0, world = group ? group->world_size() : 1;
   const bool leader = rank == 0;
   if (world > config.batch_size)
@@ -369,8 +373,6 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
                                              " ranks (batch_size is the global batch, split over the ranks)");
   const auto samples = batch_share(config.batch_size, rank, world);
   const double share = static_cast<double>(samples.second - samples.first) / static_cast<double>(config.batch_size);
-  c10::Device device = opt.device;
-  if (group && device.is_cuda() && !device.has_index()) device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(rendezvous.local_rank));
   if (group) {
     const double seed0 = group->sum_values({leader ? static_cast<double>(config.seed) : 0.0})[0];
     if (seed0 != static_cast<double>(config.seed))
