@@ -113,6 +113,7 @@ AdaptedModelImpl::AdaptedModelImpl(models::SegmentationModel base, std::string b
     layer.name = name;
     layer.type = type;
     layer.weight_shape = weight.sizes().vec();
+    layer.base_weight = weight;
     layer.update = register_module("update" + std::to_string(layers_.size()), LowRankUpdate(options, weight));
     layers_.push_back(std::move(layer));
     set_weight_.push_back(std::move(set));
@@ -142,12 +143,21 @@ std::vector<at::Tensor> AdaptedModelImpl::forward_deep_supervision(const at::Ten
   return base_->forward_deep_supervision(x);
 }
 
+// After merge or unmerge the layers run with their own parameter W0 (merged or original), so
+// the base model can be called directly (segment does, without per-forward rebinding);
+// forward() rebinds to the effective weights anyway.
 void AdaptedModelImpl::merge() {
-  for (auto& l : layers_) l.update->merge();
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i].update->merge();
+    set_weight_[i](layers_[i].update->effective_weight());
+  }
 }
 
 void AdaptedModelImpl::unmerge() {
-  for (auto& l : layers_) l.update->unmerge();
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i].update->unmerge();
+    set_weight_[i](layers_[i].base_weight);
+  }
 }
 
 int64_t AdaptedModelImpl::trainable_parameters() const {

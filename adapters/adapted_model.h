@@ -24,6 +24,7 @@ namespace neuroseg::adapters {
 struct AdaptedLayer {
   std::string name, type;            ///< module name in the base model; "Conv3d", "Conv2d", "Linear"
   std::vector<int64_t> weight_shape;
+  at::Tensor base_weight;            ///< the layer's registered weight parameter (W0)
   LowRankUpdate update{nullptr};
 };
 
@@ -41,7 +42,8 @@ class AdaptedModelImpl : public models::SegmentationModelImpl {
   int64_t out_channels() const override { return base_->out_channels(); }
   std::array<int64_t, 3> size_divisor() const override { return base_->size_divisor(); }
 
-  /// Folds the updates into the base weights (exactly undone by unmerge).
+  /// Folds the updates into the base weights (undone bit for bit by unmerge); either leaves
+  /// the base model runnable on its own.
   void merge();
   void unmerge();
   models::SegmentationModel base() const { return base_; }

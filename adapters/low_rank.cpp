@@ -125,7 +125,7 @@ at::Tensor LowRankUpdateImpl::effective_weight() const { return merged_ ? w0_ : 
 void LowRankUpdateImpl::merge() {
   if (merged_) return;
   torch::NoGradGuard no_grad;
-  if (magnitude_.defined()) w0_before_merge_ = w0_.clone();
+  w0_before_merge_ = w0_.clone();
   w0_.copy_(adapted_weight());
   merged_ = true;
 }
@@ -134,12 +134,8 @@ void LowRankUpdateImpl::unmerge() {
   if (!merged_) return;
   torch::NoGradGuard no_grad;
   merged_ = false;
-  if (magnitude_.defined()) {
-    w0_.copy_(w0_before_merge_);
-    w0_before_merge_ = at::Tensor();
-  } else {
-    w0_.sub_(delta());
-  }
+  w0_.copy_(w0_before_merge_);
+  w0_before_merge_ = at::Tensor();
 }
 
 int64_t LowRankUpdateImpl::trainable_parameters() const {

@@ -56,8 +56,9 @@ class LowRankUpdateImpl : public torch::nn::Module {
   at::Tensor delta() const;
   /// The weight the layer runs with: W0 itself once merged, else W0 + s·ΔW or DoRA's.
   at::Tensor effective_weight() const;
-  /// W0 <- the effective weight (no grad); unmerge restores W0 (LoRA: subtracts s·ΔW;
-  /// DoRA: the W0 kept at merge time).
+  /// W0 <- the effective weight (no grad); unmerge restores W0 bit for bit (from the copy
+  /// kept at merge time: subtracting s·ΔW would leave rounding error in the frozen base, and
+  /// DoRA's normalisation cannot be inverted without it).
   void merge();
   void unmerge();
   bool merged() const { return merged_; }
@@ -71,7 +72,7 @@ class LowRankUpdateImpl : public torch::nn::Module {
   at::Tensor a_, b_;                  ///< lora-c / convlora factors
   std::vector<at::Tensor> cp_;        ///< cp-lora: u (C_out×R), v (C_in×R), κ_j (k_j×R)
   at::Tensor magnitude_;              ///< DoRA: (C_out)
-  at::Tensor w0_before_merge_;        ///< DoRA unmerge
+  at::Tensor w0_before_merge_;        ///< W0 while merged
   bool merged_ = false;
 };
 TORCH_MODULE(LowRankUpdate);

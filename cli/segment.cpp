@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <set>
 
 #include <unistd.h>
 
@@ -13,6 +15,7 @@
 
 #include "cli/commands.h"
 #include "cli/processes.h"
+#include "adapters/adapted_model.h"
 #include "io/atomic_output.h"
 #include "io/error.h"
 #include "pipelines/progress.h"
@@ -64,7 +67,58 @@ struct SegmentArgs {
   int64_t batch = 2;
   std::vector<int64_t> roi;
   bool tta = false, probabilities = false, resume = false, no_qc = false, amp = false;
-  std::string shard, devices;
+  std::string shard, devices, adapter, adapter_csv;
+};
+
+// --adapter FILE / --adapter-csv CSV (case,adapter): every adapter is loaded (and checked
+// against the base) up front; before each case the one it needs is merged into the base
+// weights (the previous one unmerged bit for bit), so inference runs at the base model's speed.
+class AdapterSwitch {
+ public:
+  AdapterSwitch(pipelines::Segmenter& s, const std::string& single, const std::string& csv,
+                const std::vector<std::string>& cases) {
+    if (!single.empty()) default_ = load(s, single);
+    if (csv.empty()) return;
+    std::ifstream f(csv);
+    if (!f) throw io::Error(csv, "cannot read the adapter table");
+    std::string line;
+    std::set<std::string> known;
+    for (const auto& c : cases) known.insert(pipelines::case_name(c));
+    int64_t row = 0;
+    while (std::getline(f, line)) {
+      ++row;
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.empty() || (row == 1 && line.rfind("case,", 0) == 0)) continue;
+      const auto comma = line.find(',');
+      if (comma == std::string::npos) throw io::Error(csv, "line " + std::to_string(row) + ": expected case,adapter");
+      const std::string name = line.substr(0, comma), path = line.substr(comma + 1);
+      if (!known.count(name)) io::warn(csv + ": case '" + name + "' (line " + std::to_string(row) + ") is not among the inputs");
+      per_case_[name] = load(s, path);
+    }
+  }
+  void before(const std::string& case_name) {
+    auto it = per_case_.find(case_name);
+    adapters::AdaptedModelImpl* want = it != per_case_.end() ? it->second : default_;
+    if (want == current_) return;
+    if (current_) current_->unmerge();
+    if (want) want->merge();
+    current_ = want;
+  }
+  bool active() const { return default_ || !per_case_.empty(); }
+
+ private:
+  adapters::AdaptedModelImpl* load(pipelines::Segmenter& s, const std::string& path) {
+    auto& slot = loaded_[path];
+    if (!slot) {
+      slot = adapters::load_adapted(s.loaded, path).ptr();
+      slot->eval();
+    }
+    return slot.get();
+  }
+  std::map<std::string, std::shared_ptr<adapters::AdaptedModelImpl>> loaded_;
+  std::map<std::string, adapters::AdaptedModelImpl*> per_case_;
+  adapters::AdaptedModelImpl* default_ = nullptr;
+  adapters::AdaptedModelImpl* current_ = nullptr;
 };
 
 // "i/n" with 0 <= i < n.
@@ -95,6 +149,8 @@ void run_on_all_devices(const SegmentArgs& a) {
               std::to_string(k) + "/" + std::to_string(n), "--overlap", std::to_string(a.overlap), "--batch",
               std::to_string(a.batch)};
     if (!a.model.empty()) c.args.insert(c.args.end(), {"--model", a.model});
+    if (!a.adapter.empty()) c.args.insert(c.args.end(), {"--adapter", a.adapter});
+    if (!a.adapter_csv.empty()) c.args.insert(c.args.end(), {"--adapter-csv", a.adapter_csv});
     if (!a.roi.empty())
       c.args.insert(c.args.end(), {"--roi", std::to_string(a.roi[0]), std::to_string(a.roi[1]), std::to_string(a.roi[2])});
     for (const auto& [on, flag] : {std::pair{a.tta, "--tta"}, std::pair{a.amp, "--amp"}, std::pair{a.probabilities, "--probabilities"},
@@ -128,6 +184,9 @@ void add_segment_command(CLI::App& app) {
   cmd->add_option("--shard", a->shard,
                   "i/n: segment only cases i, i+n, i+2n, ... of the sorted list (0 <= i < n; e.g. "
                   "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT)");
+  cmd->add_option("--adapter", a->adapter, "Adapter file (.nsa from neuroseg finetune) applied to --model");
+  cmd->add_option("--adapter-csv", a->adapter_csv,
+                  "CSV of case,adapter: a per-case adapter (cases not listed use --adapter, or none)");
   cmd->add_option("--devices", a->devices, "all: one process per visible GPU, each segmenting its shard of the cases");
   cmd->callback([a] {
     if (!a->devices.empty()) {
@@ -150,7 +209,9 @@ void add_segment_command(CLI::App& app) {
     segmenter.window.mirror_tta = a->tta;
     segmenter.window.amp = a->amp;
     if (!a->roi.empty()) segmenter.window.roi = {a->roi[0], a->roi[1], a->roi[2]};
+    AdapterSwitch adapter_switch(segmenter, a->adapter, a->adapter_csv, cases);
     pipelines::SegmentOptions options;
+    if (adapter_switch.active()) options.before_network = [&adapter_switch](const std::string& c) { adapter_switch.before(c); };
     options.probabilities = a->probabilities;
     options.resume = a->resume;
     options.qc = !a->no_qc;

@@ -179,9 +179,10 @@ CaseWork load_stage(const Segmenter& s, const std::string& input, const std::str
   return w;
 }
 
-void network_stage(Segmenter& s, CaseWork& w) {
+void network_stage(Segmenter& s, CaseWork& w, const SegmentOptions& o) {
   if (!w.result.status.empty()) return;
   try {
+    if (o.before_network) o.before_network(w.result.name);
     w.logits = sliding_window_inference(*s.loaded.model, w.prepared.image, s.window);
   } catch (const std::exception& e) {
     fail(w, e);
@@ -228,7 +229,7 @@ CaseResult write_stage(const Segmenter& s, CaseWork& w, const std::string& out_d
 
 CaseResult segment_case(Segmenter& s, const std::string& input, const std::string& out_dir, const SegmentOptions& o) {
   CaseWork w = load_stage(s, input, out_dir, o);
-  network_stage(s, w);
+  network_stage(s, w, o);
   return write_stage(s, w, out_dir, o);
 }
 
@@ -241,7 +242,7 @@ void segment_cases(Segmenter& s, const std::vector<std::string>& inputs, const s
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     current = std::make_shared<CaseWork>(next.get());
     if (i + 1 < inputs.size()) next = std::async(std::launch::async, load_stage, std::cref(s), inputs[i + 1], out_dir, o);
-    network_stage(s, *current);
+    network_stage(s, *current, o);
     if (writing.valid()) on_done(writing.get());
     writing = std::async(std::launch::async, [&s, current, &out_dir, &o] { return write_stage(s, *current, out_dir, o); });
   }

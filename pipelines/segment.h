@@ -38,6 +38,9 @@ struct SegmentOptions {
   bool probabilities = false;  ///< also write <name>_prob.nii.gz (float32, one channel per class)
   bool resume = false;         ///< skip cases whose output exists (outputs are written atomically)
   bool qc = true;              ///< <out>/qc/<name>.png and <out>/index.html
+  /// Called with the case name right before its network pass, on the thread that runs the
+  /// network (e.g. to switch the model's adapter per case); may throw to fail that case.
+  std::function<void(const std::string& case_name)> before_network;
 };
 
 struct CaseResult {

@@ -19,6 +19,7 @@
 #include <torch/optim/sgd.h>
 #include <torch/serialize.h>
 
+#include "adapters/adapted_model.h"
 #include "io/atomic_output.h"
 #include "io/error.h"
 #include "io/json_args.h"
@@ -347,11 +348,36 @@ void write_curves_png(const std::string& path, const std::vector<double>& loss, 
   io::write_png_rgb(rgb.data, rgb.cols, rgb.rows, path);
 }
 
+namespace {
+double run_training(const TrainConfig& c, const std::string& run_dir, const TrainOptions& opt, const FinetuneOptions* ft);
+}  // namespace
+
 double train(const TrainConfig& c, const std::string& run_dir, const TrainOptions& opt) {
+  return run_training(c, run_dir, opt, nullptr);
+}
+
+double finetune(const TrainConfig& c, const std::string& run_dir, const TrainOptions& opt, const FinetuneOptions& ft) {
+  return run_training(c, run_dir, opt, &ft);
+}
+
+namespace {
+
+double run_training(const TrainConfig& c, const std::string& run_dir, const TrainOptions& opt, const FinetuneOptions* ft) {
   const std::string last = run_dir + "/checkpoint_last.pt", state_path = run_dir + "/train_state.pt",
-                    state_json = run_dir + "/train_state.json";
-  if (opt.resume && (!fs::exists(last) || !fs::exists(state_path) || !fs::exists(state_json)))
-    throw io::Error(run_dir, "nothing to resume (no checkpoint_last.pt / train_state.pt / train_state.json)");
+                    state_json = run_dir + "/train_state.json", adapter_last = run_dir + "/adapter_last.nsa";
+  if (opt.resume && (!fs::exists(last) || !fs::exists(state_path) || !fs::exists(state_json) ||
+                     (ft && !fs::exists(adapter_last))))
+    throw io::Error(run_dir, "nothing to resume (no checkpoint_last.pt / train_state.pt / train_state.json" +
+                                 std::string(ft ? " / adapter_last.nsa)" : ")"));
+  std::optional<models::LoadedModel> base;
+  std::shared_ptr<adapters::AdaptedModelImpl> adapted;
+  if (ft) {  // before any data is read: a bad base, labels or target globs fail at once
+    base = models::load_checkpoint(ft->base_checkpoint);
+    if (base->meta.labels != c.labels)
+      throw io::Error("config labels", c.labels.dump() + " differ from the base checkpoint's " + base->meta.labels.dump() +
+                                           " (" + ft->base_checkpoint + ")");
+    adapted = adapters::AdaptedModel(base->model, base->meta.model, base->meta.args, ft->adapter, ft->targets).ptr();
+  }
   fs::create_directories(run_dir);
   TrainConfig config = c;
   if (opt.epochs) config.epochs = *opt.epochs;
@@ -393,8 +419,9 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
   std::sort(label_values.begin(), label_values.end());
   const int64_t classes = static_cast<int64_t>(label_values.size());
 
-  // Preprocessing, with "median" target spacing resolved from the training images.
-  nlohmann::json pp = config.preprocessing_json;
+  // Preprocessing, with "median" target spacing resolved from the training images (the base
+  // checkpoint's when fine-tuning: the network was trained on those).
+  nlohmann::json pp = base ? base->meta.preprocessing : config.preprocessing_json;
   if (pp.contains("target_spacing") && pp["target_spacing"] == "median") {
     const auto m = median_spacing(config.train_pairs, pp.value("orientation", std::string()));
     pp["target_spacing"] = {m[0], m[1], m[2]};
@@ -412,7 +439,15 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
       config.val_pairs.empty() ? train_cases : load_training_cases(config.val_pairs, preprocessing, label_values);
 
   torch::manual_seed(config.seed);
-  auto model = models::ModelRegistry::instance().create(config.model, config.model_args);
+  models::SegmentationModel model{nullptr};
+  if (adapted) {
+    model = models::SegmentationModel(adapted);
+    config.model = base->meta.model;
+    config.model_args = base->meta.args;
+    if (leader) adapted->print_table(stderr);
+  } else {
+    model = models::ModelRegistry::instance().create(config.model, config.model_args);
+  }
   if (model->out_channels() != classes)
     throw io::Error("config", "the model has " + std::to_string(model->out_channels()) + " output channels but \"labels\" lists " +
                                   std::to_string(classes));
@@ -423,13 +458,16 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
       throw io::Error("config", "patch_size " + std::to_string(config.patch[a]) + " is not a multiple of the model's stride " +
                                     std::to_string(div[a]));
 
+  std::vector<at::Tensor> trainable;
+  for (const auto& p : model->parameters())
+    if (p.requires_grad()) trainable.push_back(p);
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   if (config.optimizer == "adamw")
-    optimizer = std::make_unique<torch::optim::AdamW>(model->parameters(),
+    optimizer = std::make_unique<torch::optim::AdamW>(trainable,
                                                       torch::optim::AdamWOptions(config.lr).weight_decay(config.weight_decay));
   else
     optimizer = std::make_unique<torch::optim::SGD>(
-        model->parameters(),
+        trainable,
         torch::optim::SGDOptions(config.lr).momentum(config.momentum).nesterov(config.nesterov).weight_decay(config.weight_decay));
 
   models::CheckpointMeta meta;
@@ -439,12 +477,25 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
   meta.labels = config.labels;
   meta.patch_size = {config.patch[0], config.patch[1], config.patch[2]};
   meta.postprocessing = config.postprocessing;
+  if (base) meta.training["finetune"] = {{"base", ft->base_checkpoint}, {"adapter", adapters::to_string(ft->adapter.kind)},
+                                         {"rank", ft->adapter.rank}, {"alpha", ft->adapter.alpha}, {"targets", ft->targets}};
+  // A plain run saves the model; a fine-tuning run the adapter file and the base with the
+  // updates merged in (merge then unmerge restores the frozen base bit for bit).
+  auto save_model = [&](const std::string& checkpoint, const std::string& adapter_file) {
+    if (!adapted) return models::save_checkpoint(checkpoint, *model, meta);
+    adapted->save(adapter_file);
+    adapted->merge();
+    models::save_checkpoint(checkpoint, *adapted->base(), meta);
+    adapted->unmerge();
+  };
 
   // Resume: weights, optimizer, epoch, history and loss scale.
   int64_t start_epoch = 0;
   double best_dice = -1, loss_scale = 65536.0;
   std::vector<double> loss_history, dice_epochs, dice_history;
-  if (opt.resume) {
+  if (opt.resume && adapted) {
+    adapted->load(adapter_last);  // the base comes from --model again; the file is checked against it
+  } else if (opt.resume) {
     auto loaded = models::load_checkpoint(last);
     if (loaded.meta.model != config.model || loaded.meta.args != config.model_args)
       throw io::Error(last, "was trained with another model or model arguments than this config");
@@ -454,6 +505,8 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
       for (const auto& b : loaded.model->named_buffers()) t[b.key()] = b.value();
       return t;
     }(), {}, last);
+  }
+  if (opt.resume) {
     torch::load(*optimizer, state_path, device);
     std::ifstream f(state_json);
     const nlohmann::json s = nlohmann::json::parse(f);
@@ -589,12 +642,12 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
       meta.training = {{"epoch", epoch + 1}, {"val_dice", val_dice}, {"train_loss", epoch_loss}};
       if (val_dice > best_dice) {
         best_dice = val_dice;
-        if (leader) models::save_checkpoint(run_dir + "/checkpoint_best.pt", *model, meta);
+        if (leader) save_model(run_dir + "/checkpoint_best.pt", run_dir + "/adapter_best.nsa");
       }
     }
     if (!leader) continue;
     meta.training = {{"epoch", epoch + 1}, {"train_loss", epoch_loss}, {"best_val_dice", best_dice}};
-    models::save_checkpoint(last, *model, meta);
+    save_model(last, adapter_last);
     {
       io::AtomicOutput out(state_path);
       torch::save(*optimizer, out.path());
@@ -617,5 +670,7 @@ double train(const TrainConfig& c, const std::string& run_dir, const TrainOption
   }
   return best_dice;
 }
+
+}  // namespace
 
 }  // namespace neuroseg::pipelines

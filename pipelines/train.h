@@ -14,6 +14,7 @@
 #include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 
+#include "adapters/low_rank.h"
 #include "pipelines/augment.h"
 #include "pipelines/preprocess.h"
 
@@ -54,6 +55,21 @@ struct TrainOptions {
   /// names more than one rank (torchrun's WORLD_SIZE, SLURM's SLURM_NTASKS).
   bool distributed = false;
 };
+
+/// Fine-tuning with adapters (`neuroseg finetune`): the model, its arguments, preprocessing and
+/// labels come from the base checkpoint (the config's labels must equal them); only the
+/// low-rank updates of the layers matching `targets` train. The run folder gets
+/// adapter_best.nsa / adapter_last.nsa (the updates alone) and checkpoint_best.pt /
+/// checkpoint_last.pt (the base with the updates merged, for `segment --model`).
+struct FinetuneOptions {
+  std::string base_checkpoint;
+  adapters::AdapterOptions adapter;
+  std::vector<std::string> targets{"*"};
+};
+
+/// train() starting from a base checkpoint with adapters.
+double finetune(const TrainConfig& config, const std::string& run_dir, const TrainOptions& options,
+                const FinetuneOptions& finetune);
 
 /// Trains into `run_dir`: checkpoint_last.pt, checkpoint_best.pt (neuroseg checkpoints),
 /// train_state.pt (optimizer), log.csv, curves.png, config.json. Returns the best
