@@ -3,6 +3,7 @@
 // shapes for odd sizes, gradients, checkpoint round trip.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -103,6 +104,35 @@ TEST_SUITE("models_mamba") {
     CHECK(p["mamba.2.mamba.in_proj.weight"].sizes() == at::IntArrayRef({32, 8}));
     CHECK(p["mamba.1.norm.weight"].sizes() == at::IntArrayRef({12}));               // d_model = 12 channels
     CHECK(m->forward(at::randn({1, 1, 8, 8, 8})).sizes() == at::IntArrayRef({1, 2, 8, 8, 8}));
+  }
+
+  TEST_CASE("parameter counts match the spec's analysis of the reference code") {
+    // shared/specs/mamba_sam.md §A.5 (SegMamba, in 4 / out 4): ~67.4 M in all, Mamba layers
+    // ~3.1 M; one ToM layer 31,488 / 94,080 / 312,576 / 1,122,816 at C = 48 / 96 / 192 / 384.
+    auto m = make("segmamba", {{"in_channels", 4}, {"out_channels", 4}});
+    const auto p = m->named_parameters();
+    int64_t total = 0, mamba = 0, encoder = 0;
+    std::vector<int64_t> per_stage(4, 0);
+    for (const auto& kv : p) {
+      const int64_t n = kv.value().numel();
+      total += n;
+      const std::string& k = kv.key();
+      if (k.rfind("stages.", 0) == 0) {
+        mamba += n;
+        if (k.rfind(".0.", 8) == 8) per_stage[std::stoi(k.substr(7, 1))] += n;  // first layer of each stage
+      }
+      if (k.rfind("downsample.", 0) == 0 || k.rfind("gsc.", 0) == 0 || k.rfind("stages.", 0) == 0 ||
+          k.rfind("out_mlp.", 0) == 0)
+        encoder += n;
+    }
+    MESSAGE("segmamba(4 -> 4): total " << total << ", encoder " << encoder << ", Mamba layers " << mamba);
+    CHECK(per_stage == std::vector<int64_t>{31488, 94080, 312576, 1122816});
+    CHECK(std::abs(total - 67.4e6) / 67.4e6 < 0.01);
+    CHECK(std::abs(encoder - 15.7e6) / 15.7e6 < 0.01);
+    CHECK(std::abs(mamba - 3.1e6) / 3.1e6 < 0.02);
+    // U-Mamba_Bot's bottleneck layer at 320 channels: 675,840 (§A.4).
+    auto bot = make("umamba_bot", json::object());
+    CHECK(models::count_parameters(*bot->named_children()["mamba"]) == 675840);
   }
 
   TEST_CASE("checkpoint round trip") {
