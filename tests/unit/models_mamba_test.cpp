@@ -13,6 +13,7 @@
 #include "models/checkpoint.h"
 #include "models/mamba.h"
 #include "models/registry.h"
+#include "pipelines/autocast_guard.h"
 #include "support/test_support.h"
 
 using namespace neuroseg;
@@ -133,6 +134,27 @@ TEST_SUITE("models_mamba") {
     // U-Mamba_Bot's bottleneck layer at 320 channels: 675,840 (§A.4).
     auto bot = make("umamba_bot", json::object());
     CHECK(models::count_parameters(*bot->named_children()["mamba"]) == 675840);
+  }
+
+  TEST_CASE("autocast (bf16) over a long sequence stays finite and close to fp32") {
+    // U-Mamba reports NaNs under AMP (bowang-lab/U-Mamba#8); here the scan's state is fp32
+    // whatever the input dtype. 16 x 32 x 32 = 16,384 tokens, large activations.
+    torch::manual_seed(5);
+    models::MambaLayer layer(8, models::MambaOptions(8).d_state(16).directions(3), /*residual=*/false);
+    const at::Tensor x = 50 * at::randn({1, 8, 16, 32, 32});
+    const at::Tensor ref = layer->forward(x);
+    at::Tensor low;
+    {
+      pipelines::AutocastGuard autocast(at::kCPU, at::kBFloat16);
+      low = layer->forward(x);
+      low.to(at::kFloat).sum().backward();
+    }
+    CHECK((low.scalar_type() == at::kBFloat16));  // autocast really ran the projections in bf16
+    CHECK(at::isfinite(low).all().item<bool>());
+    for (const auto& p : layer->parameters()) CHECK(at::isfinite(p.grad()).all().item<bool>());
+    const double rel = ((low.to(at::kFloat) - ref).norm() / ref.norm()).item<double>();
+    MESSAGE("bf16 autocast vs fp32, relative L2 difference " << rel);
+    CHECK(rel < 0.05);
   }
 
   TEST_CASE("checkpoint round trip") {
