@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,22 @@ TEST_SUITE("models_mamba") {
     const auto q = tom->mamba->named_parameters();
     for (const char* key : {"A_b_log", "A_s_log", "D_b", "D_s", "conv1d_b.weight", "x_proj_s.weight", "dt_proj_b.bias"})
       CHECK(q.contains(key));
+  }
+
+  TEST_CASE("Mamba block equals mamba-ssm's Mamba (reference path) with the same weights") {
+    // tests/fixtures/make_selective_scan_fixture.py ran mamba_simple.Mamba(d_model 8,
+    // d_state 4) of mamba-ssm 2.3.2.post1 and saved its state dict, input and output.
+    auto all = models::read_state_dict(std::string(NEUROSEG_SOURCE_DIR) + "/tests/fixtures/selective_scan_ref.pt");
+    std::map<std::string, at::Tensor> weights;
+    for (const auto& [key, value] : all)
+      if (key.rfind("block.", 0) == 0 && key != "block.input" && key != "block.output") weights[key.substr(6)] = value;
+    models::Mamba block(models::MambaOptions(8).d_state(4));
+    models::load_state_dict(*block, weights, {}, "selective_scan_ref.pt");  // strict: same names and shapes
+    at::NoGradGuard no_grad;
+    const at::Tensor out = block->forward(all.at("block.input"));
+    const double err = (out - all.at("block.output")).abs().max().item<double>();
+    MESSAGE("Mamba block vs mamba_simple.Mamba: max abs error " << err);
+    CHECK(at::allclose(out, all.at("block.output"), 1e-5, 1e-5));
   }
 
   TEST_CASE("one-direction Mamba is causal; the tri-orientated one is not") {
