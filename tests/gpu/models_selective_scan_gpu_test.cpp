@@ -1,13 +1,20 @@
 // The selective scan's CUDA kernels against the CPU twin: forward (one chunk, many chunks,
-// L = 64^3 with few channels, ragged lengths, groups, fp16/bf16) and backward.
+// L = 64^3 with few channels, ragged lengths, groups, fp16/bf16) and backward; the Mamba
+// models on CUDA against the CPU and under fp16 autocast.
 #include <doctest/doctest.h>
 
+#include <string>
+#include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include "models/registry.h"
 #include "models/selective_scan.h"
+#include "pipelines/autocast_guard.h"
 
 using namespace neuroseg;
 
@@ -87,6 +94,32 @@ TEST_SUITE("gpu_selective_scan") {
         CAPTURE(i);
         CHECK(at::allclose(gpu[i].cpu(), cpu[i], 1e-8, 1e-8));
       }
+    }
+  }
+
+  TEST_CASE("segmamba and umamba_bot: CUDA equals CPU; fp16 autocast forward and backward are finite") {
+    at::manual_seed(14);
+    for (const auto& [name, args] : std::vector<std::pair<std::string, nlohmann::json>>{
+             {"segmamba", {{"dims", {4, 8, 8, 8}}, {"hidden_size", 8}, {"depths", {1, 1, 1, 1}}, {"d_state", 4}}},
+             {"umamba_bot", {{"channels", {4, 8, 16}}, {"d_state", 4}}}}) {
+      CAPTURE(name);
+      auto m = models::ModelRegistry::instance().create(name, args);
+      m->eval();
+      const at::Tensor x = at::randn({1, 1, 32, 32, 32});
+      at::Tensor cpu, gpu;
+      {
+        at::NoGradGuard no_grad;
+        cpu = m->forward(x);
+        m->to(at::kCUDA);
+        gpu = m->forward(x.cuda()).cpu();
+      }
+      CHECK(at::allclose(gpu, cpu, 1e-3, 1e-3));
+      m->train();
+      pipelines::AutocastGuard autocast(at::kCUDA, at::kHalf);
+      const at::Tensor y = m->forward(100 * x.cuda());
+      CHECK(at::isfinite(y).all().item<bool>());
+      y.to(at::kFloat).square().mean().backward();
+      for (const auto& p : m->parameters()) CHECK(at::isfinite(p.grad()).all().item<bool>());
     }
   }
 }
