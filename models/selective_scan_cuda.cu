@@ -205,7 +205,8 @@ cudaError_t backward(const ScanLaunch& a, const void* dout, const void* dlast, v
                           static_cast<W*>(ddelta_bias)};
   const int64_t rows = a.batch * a.dim;
   if (rows == 0 || a.length == 0) return cudaSuccess;
-  backward_kernel<T, W><<<static_cast<unsigned>((rows + 63) / 64), 64, 0, stream>>>(p, g, static_cast<W*>(scratch));
+  // Few rows (batch x d_inner, often a few hundred): small blocks spread them over more SMs.
+  backward_kernel<T, W><<<static_cast<unsigned>((rows + 31) / 32), 32, 0, stream>>>(p, g, static_cast<W*>(scratch));
   return cudaGetLastError();
 }
 
