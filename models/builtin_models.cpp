@@ -1,6 +1,7 @@
 // The one list of models neuroseg ships. Adding a model = one entry here.
 #include <nlohmann/json.hpp>
 
+#include "models/mamba.h"
 #include "models/plsnet.h"
 #include "models/registry.h"
 #include "models/torchscript_model.h"
@@ -19,6 +20,15 @@ void register_builtin_models(ModelRegistry& r) {
          {{"in_channels", 1}, {"out_channels", 2}}});
   r.add({"plsnet", "PLS-Net: lightweight 3D net, depthwise-separable convs + dilated residual dense blocks (Lee 2019)",
          [](const nlohmann::json& a) -> SegmentationModel { return PLSNet(PLSNetOptions::from_json(a)).ptr(); },
+         {{"in_channels", 1}, {"out_channels", 2}}});
+  r.add({"umamba_bot", "U-Mamba_Bot: residual U-Net with LayerNorm + Mamba over the bottleneck's voxels (Ma 2024)",
+         [](const nlohmann::json& a) -> SegmentationModel { return UMamba(UMambaOptions::from_json(a, false)).ptr(); },
+         {{"in_channels", 1}, {"out_channels", 2}}});
+  r.add({"umamba_enc", "U-Mamba_Enc: residual U-Net with LayerNorm + Mamba after every encoder stage (Ma 2024)",
+         [](const nlohmann::json& a) -> SegmentationModel { return UMamba(UMambaOptions::from_json(a, true)).ptr(); },
+         {{"in_channels", 1}, {"out_channels", 2}}});
+  r.add({"segmamba", "SegMamba: gated spatial conv + tri-orientated Mamba encoder, UNETR-style decoder (Xing 2024)",
+         [](const nlohmann::json& a) -> SegmentationModel { return SegMamba(SegMambaOptions::from_json(a)).ptr(); },
          {{"in_channels", 1}, {"out_channels", 2}}});
   r.add({"torchscript", "a TorchScript file exported from Python (torch.jit.script/trace), run as a model",
          [](const nlohmann::json& a) -> SegmentationModel { return std::make_shared<TorchScriptModelImpl>(a); },

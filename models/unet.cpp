@@ -194,6 +194,7 @@ std::vector<at::Tensor> UNetImpl::decode(const at::Tensor& x) {
   at::Tensor h = x;
   for (std::size_t s = 0; s < encoder->size(); ++s) {
     h = encoder[s]->as<Chain>()->forward(h);
+    if (after_encoder_stage) h = after_encoder_stage(s, h);
     skips.push_back(h);
   }
   std::vector<at::Tensor> features(skips.size() - 1);

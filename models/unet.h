@@ -9,6 +9,7 @@
 //   heads.s     : 1x1 conv ch[s] -> out_channels (heads.0 is the full-resolution output;
 //                 heads.1.. exist only with deep_supervision, as they are trained only then)
 #include <array>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,9 @@ class UNetImpl : public SegmentationModelImpl {
   std::vector<at::Tensor> decode(const at::Tensor& x);
 
   UNetOptions options;
+  /// When set, applied to each encoder stage's output before it is the skip and the next
+  /// stage's input (U-Mamba inserts its Mamba layers here).
+  std::function<at::Tensor(std::size_t stage, const at::Tensor& features)> after_encoder_stage;
 
  private:
   torch::nn::ModuleList encoder{nullptr}, decoder_up{nullptr}, decoder_blocks{nullptr}, heads{nullptr};
