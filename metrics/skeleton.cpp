@@ -91,31 +91,40 @@ constexpr uint8_t kEulerOctants[8][7] = {
     {26, 23, 17, 14, 25, 22, 16}, {24, 25, 15, 16, 21, 22, 12},
 };
 
-// Masks of the bits with dr = -1, dr = 1, dc = -1, dc = 1.
-constexpr uint32_t bits_where(int axis_divisor, int value) {
-  uint32_t m = 0;
-  for (int b = 0; b < 27; ++b)
-    if ((b / axis_divisor) % 3 == value) m |= 1u << b;
-  return m;
+// pext (BMI2): the bits of x under mask, packed at the bottom. Written as inline assembly so
+// that the file builds for any x86-64 and uses it only where the CPU has a fast one (Zen 1
+// and 2 run it in microcode, at a cost growing with the mask's popcount).
+#if defined(__x86_64__) && defined(__GNUC__)
+constexpr bool kHavePextAsm = true;
+inline uint32_t pext(uint32_t x, uint32_t mask) {
+  uint32_t r;
+  asm("pextl %2, %1, %0" : "=r"(r) : "r"(x), "r"(mask));
+  return r;
 }
-constexpr uint32_t kR0 = bits_where(1, 0), kR2 = bits_where(1, 2), kC0 = bits_where(3, 0), kC2 = bits_where(3, 2);
-
-// The 26-neighbours (3x3x3 box, separable) of the bits of v, within the cube.
-constexpr uint32_t dilate(uint32_t v) {
-  v |= ((v << 1) & ~kR0 & kAllBits) | ((v >> 1) & ~kR2);
-  v |= ((v << 3) & ~kC0 & kAllBits) | ((v >> 3) & ~kC2);
-  return (v | (v << 9) | (v >> 9)) & kAllBits;
+#else
+constexpr bool kHavePextAsm = false;
+inline uint32_t pext(uint32_t x, uint32_t mask) {
+  uint32_t r = 0;
+  for (uint32_t bit = 1; mask; mask &= mask - 1, bit <<= 1)
+    if (x & mask & (0u - mask)) r |= bit;
+  return r;
 }
+#endif
 
-// 26-connected pieces of the bits of fg, counted up to 2.
-int pieces_up_to_2(uint32_t fg) {
-  if (fg == 0) return 0;
-  uint32_t piece = fg & (0u - fg);
-  for (;;) {
-    const uint32_t grown = dilate(piece) & fg;
-    if (grown == piece) return piece == fg ? 1 : 2;
-    piece = grown;
-  }
+// Whether to use pext: BMI2 and not AMD family 17h; NEUROSEG_SKELETON_PORTABLE=1 forces the
+// portable shifts (the tests run both).
+bool use_pext() {
+  static const bool fast = [] {
+    if (!kHavePextAsm) return false;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("bmi2") && !__builtin_cpu_is("amdfam17h");
+#else
+    return false;
+#endif
+  }();
+  const char* portable = std::getenv("NEUROSEG_SKELETON_PORTABLE");
+  return fast && !(portable && *portable && std::string(portable) != "0");
 }
 
 // Lee's three tests, answered with two tables and a few bit operations:
@@ -132,32 +141,47 @@ int pieces_up_to_2(uint32_t fg) {
 class Tables {
  public:
   Tables() : half_(1u << 18), pieces_(1u << 13) {
-    constexpr uint32_t kCorners = 0x145;  // in-plane bits with dr, dc = ±1: 0, 2, 6, 8
-    for (uint32_t index = 0; index < (1u << 18); ++index) {
-      // The half-cube of the octants with dp <= 0: outer plane dp = -1, middle plane dp = 0.
-      const uint32_t cube = index | kCenterBit;
-      int euler = 0;
-      for (const auto& octant : kEulerOctants) {
-        if (*std::max_element(octant, octant + 7) >= 18) continue;  // an octant with dp = 1
+    // The half-cube of the octants with dp <= 0: outer plane dp = -1 (bits 0-8), middle plane
+    // dp = 0 (bits 9-17). Its octants, and per outer corner the rest of the corner's octant.
+    std::vector<const uint8_t*> octants;
+    for (const auto& octant : kEulerOctants)
+      if (*std::max_element(octant, octant + 7) < 18) octants.push_back(octant);
+    uint32_t corner_rest[4] = {}, corner_bit[4] = {};
+    for (int k = 0; k < 4; ++k) {
+      const int dr = k & 1 ? 1 : -1, dc = k & 2 ? 1 : -1;
+      corner_bit[k] = 1u << bit_of(-1, dr, dc);
+      for (int dp : {-1, 0})
+        for (int r : {0, dr})
+          for (int c : {0, dc}) corner_rest[k] |= 1u << bit_of(dp, r, c);
+      corner_rest[k] &= ~(corner_bit[k] | kCenterBit);
+    }
+    for (uint32_t cube = kCenterBit; cube < (1u << 18); cube = (cube + 1) | kCenterBit) {
+      int euler = 0, lone_corners = 0;
+      for (const uint8_t* octant : octants) {
         int code = 0;
         for (int j = 0; j < 7; ++j) code |= static_cast<int>(cube >> octant[j] & 1u) << (6 - j);
         euler += kEulerDelta[code];
       }
-      int lone_corners = 0;
-      for (uint32_t b = 0; b < 9; ++b) {
-        if (!(kCorners >> b & 1u) || !(cube >> b & 1u)) continue;
-        // The rest of this corner's octant: its 2x2 block in both planes, without itself and the centre.
-        uint32_t block = 0;
-        for (uint32_t q = 0; q < 9; ++q)
-          if ((q % 3 == 1 || q % 3 == b % 3) && (q / 3 == 1 || q / 3 == b / 3)) block |= (1u << q) | (1u << (q + 9));
-        block &= ~((1u << b) | kCenterBit);
-        lone_corners += (cube & block) == 0;
-      }
-      half_[index] = static_cast<uint16_t>((32 + euler) | (lone_corners << 8));
+      for (int k = 0; k < 4; ++k) lone_corners += (cube & corner_bit[k]) && !(cube & corner_rest[k]);
+      half_[cube] = static_cast<uint16_t>((32 + euler) | (lone_corners << 8));
     }
-    for (uint32_t index = 0; index < (1u << 18); ++index) {
-      const int n = pieces_up_to_2(cube_of_face_edge_index(index));
-      pieces_[index >> 5] |= static_cast<uint64_t>(n) << (2 * (index & 31));
+    // Pieces of each face/edge configuration, grown from its lowest member over the
+    // 26-adjacency of the 18 positions.
+    uint32_t adjacent[18] = {};
+    for (int a = 0; a < 27; ++a)
+      for (int b = 0; b < 27; ++b) {
+        const uint32_t ia = face_edge_index(1u << a), ib = face_edge_index(1u << b);
+        const int far = std::max({std::abs(a / 9 - b / 9), std::abs(a % 3 - b % 3), std::abs(a / 3 % 3 - b / 3 % 3)});
+        if (ia && ib && a != b && far == 1) adjacent[__builtin_ctz(ia)] |= ib;
+      }
+    for (uint32_t set = 1; set < (1u << 18); ++set) {
+      uint32_t piece = set & (0u - set), frontier = piece;
+      while (frontier) {
+        const uint32_t grown = adjacent[__builtin_ctz(frontier)] & set & ~piece;
+        frontier = (frontier & (frontier - 1)) | grown;
+        piece |= grown;
+      }
+      pieces_[set >> 5] |= uint64_t{piece == set ? 1u : 2u} << (2 * (set & 31));
     }
   }
 
@@ -167,12 +191,16 @@ class Tables {
   }
 
   /// Euler-invariant, not an end point, and simple: Lee's condition for a border voxel.
+  template <bool kPext>
   bool is_deletable(uint32_t cube) const {
     const uint32_t halves = half_sums(cube);
-    return (halves & 0xFFu) == 64 && !is_end_point(cube) && pieces(cube) + (halves >> 8) <= 1;
+    return (halves & 0xFFu) == 64 && !is_end_point(cube) && pieces<kPext>(cube) + (halves >> 8) <= 1;
   }
 
-  bool is_simple(uint32_t cube) const { return pieces(cube) + (half_sums(cube) >> 8) <= 1; }
+  template <bool kPext>
+  bool is_simple(uint32_t cube) const {
+    return pieces<kPext>(cube) + (half_sums(cube) >> 8) <= 1;
+  }
 
  private:
   // Entry: 32 + δG26 sum of the half's four octants (bits 0-7), lone corners of its outer
@@ -182,18 +210,16 @@ class Tables {
   }
   // Pieces among the face and edge neighbours: in-plane bits 1, 3, 4, 5, 7 of the outer
   // planes and all but the centre of the middle one, packed into 18 bits.
+  static constexpr uint32_t kFaceEdgeBits = 0x2EBDEBAu;
+  template <bool kPext = false>
   static uint32_t face_edge_index(uint32_t c) {
+    if constexpr (kPext) return pext(c, kFaceEdgeBits);
     return ((c >> 1) & 0x1u) | ((c >> 2) & 0xEu) | ((c >> 3) & 0x10u) | ((c >> 4) & 0x1E0u) | ((c >> 5) & 0x1E00u) |
            ((c >> 6) & 0x2000u) | ((c >> 7) & 0x1C000u) | ((c >> 8) & 0x20000u);
   }
-  static uint32_t cube_of_face_edge_index(uint32_t index) {
-    uint32_t cube = 0;
-    for (uint32_t b = 0; b < 27; ++b)
-      if (b != kCenter && face_edge_index(1u << b) & index) cube |= 1u << b;
-    return cube;
-  }
+  template <bool kPext>
   int pieces(uint32_t cube) const {
-    const uint32_t index = face_edge_index(cube);
+    const uint32_t index = face_edge_index<kPext>(cube);
     return static_cast<int>(pieces_[index >> 5] >> (2 * (index & 31)) & 3u);
   }
 
@@ -249,13 +275,13 @@ class Thinner {
   /// `directions`: 6, or 4 for a one-slice volume (skimage decides on the uncropped depth).
   void run(int directions) {
     encode();
-    int empty_passes = 0;
-    for (int d = 0; empty_passes < directions; d = (d + 1) % directions)
-      empty_passes = thin_once(d) ? 0 : empty_passes + 1;
+    if (use_pext())
+      run_passes<true>(directions);
+    else
+      run_passes<false>(directions);
   }
 
  private:
-  static constexpr size_t kParallelMin = 4096;  // words with foreground; below, threads cost more than they save
   static constexpr int64_t kSlack = 8;          // cube_at reads one byte past the last voxel's row
   static constexpr int64_t kGuardWords = 2;     // shifted reads of the bit image step one word outside
 
@@ -271,12 +297,14 @@ class Thinner {
     return s == 0 ? lo : (lo >> s) | (fg()[w + 1] << (64 - s));
   }
 
+  template <bool kPext>
   uint32_t cube_at(int64_t i) const {
     uint32_t cube = 0;
     for (int dp = -1; dp <= 1; ++dp) {
       uint32_t x;
       std::memcpy(&x, code_.get() + i + dp * slice_ - 1, 4);
-      cube |= ((x & 7u) | ((x >> 5) & 0x38u) | ((x >> 10) & 0x1C0u)) << (9 * (dp + 1));
+      const uint32_t plane = kPext ? pext(x, 0x070707u) : (x & 7u) | ((x >> 5) & 0x38u) | ((x >> 10) & 0x1C0u);
+      cube |= plane << (9 * (dp + 1));
     }
     return cube;
   }
@@ -315,11 +343,12 @@ class Thinner {
         }
       }
     for (int64_t w64 = 0; w64 < words_; ++w64)
-      if (fg()[w64]) used_[w64 >> 6] |= uint64_t{1} << (w64 & 63), ++used_words_;
+      if (fg()[w64]) used_[w64 >> 6] |= uint64_t{1} << (w64 & 63);
   }
 
   // Appends the candidates of direction `border` with linear index in [lo, hi): the border
   // voxels that are deletable, as (index << 27 | cube). Reads only.
+  template <bool kPext>
   void collect(int64_t border, int64_t lo, int64_t hi, std::vector<uint64_t>& out) const {
     const Tables& t = tables();
     const int64_t w_lo = lo >> 6, w_hi = (hi + 63) >> 6;  // words [w_lo, w_hi)
@@ -335,8 +364,8 @@ class Thinner {
         if (w == w_hi - 1 && (hi & 63)) b &= ~(~0ull << (hi & 63));
         for (; b; b &= b - 1) {
           const int64_t i = w * 64 + __builtin_ctzll(b);
-          const uint32_t cube = cube_at(i);
-          if (t.is_deletable(cube)) out.push_back(static_cast<uint64_t>(i) << 27 | cube);
+          const uint32_t cube = cube_at<kPext>(i);
+          if (t.is_deletable<kPext>(cube)) out.push_back(static_cast<uint64_t>(i) << 27 | cube);
         }
       }
     }
@@ -345,7 +374,7 @@ class Thinner {
   void erase(int64_t i) {
     uint64_t& word = fg()[i >> 6];
     word &= ~(uint64_t{1} << (i & 63));
-    if (word == 0) used_[i >> 12] &= ~(uint64_t{1} << ((i >> 6) & 63)), --used_words_;
+    if (word == 0) used_[i >> 12] &= ~(uint64_t{1} << ((i >> 6) & 63));
     code_[i] &= static_cast<uint8_t>(~2u);
     code_[i - cols_] &= static_cast<uint8_t>(~4u);
     code_[i + cols_] &= static_cast<uint8_t>(~1u);
@@ -353,13 +382,14 @@ class Thinner {
 
   // Sequential re-check of simplicity on the image as the previous deletions left it; a
   // candidate whose neighbourhood did not change is still simple. True if any was deleted.
+  template <bool kPext>
   bool recheck(const std::vector<uint64_t>& candidates) {
     const Tables& t = tables();
     bool changed = false;
     for (uint64_t entry : candidates) {
       const int64_t i = static_cast<int64_t>(entry >> 27);
-      const uint32_t cube = cube_at(i);
-      if (cube != (entry & kAllBits) && !t.is_simple(cube)) continue;
+      const uint32_t cube = cube_at<kPext>(i);
+      if (cube != (entry & kAllBits) && !t.is_simple<kPext>(cube)) continue;
       erase(i);
       changed = true;
     }
@@ -370,17 +400,25 @@ class Thinner {
   // candidates, then re-checks them in order. Candidates of plane p only read planes p - 1
   // to p + 1, and a deletion in plane p changes plane p only, so collecting plane p + 1
   // before re-checking plane p gives the same result while the planes are still in cache.
+  template <bool kPext>
+  void run_passes(int directions) {
+    int empty_passes = 0;
+    for (int d = 0; empty_passes < directions; d = (d + 1) % directions)
+      empty_passes = thin_once<kPext>(d) ? 0 : empty_passes + 1;
+  }
+
+  template <bool kPext>
   bool thin_once(int d) {
     const int64_t border = border_[d];
     bool changed = false;
     std::vector<uint64_t>& now = candidates_;
-    std::vector<uint64_t>& next = chunk_out_;
+    std::vector<uint64_t>& next = next_candidates_;
     now.clear();
-    collect(border, slice_, 2 * slice_, now);
+    collect<kPext>(border, slice_, 2 * slice_, now);
     for (int64_t p = 1; p <= depth_; ++p) {
       next.clear();
-      if (p < depth_) collect(border, (p + 1) * slice_, (p + 2) * slice_, next);
-      changed |= recheck(now);
+      if (p < depth_) collect<kPext>(border, (p + 1) * slice_, (p + 2) * slice_, next);
+      changed |= recheck<kPext>(now);
       std::swap(now, next);
     }
     return changed;
@@ -390,10 +428,8 @@ class Thinner {
   ZeroArray<uint8_t> code_;
   ZeroArray<uint64_t> fg_bits_, used_;
   ZeroArray<uint8_t> used_rows_;
-  size_t used_words_ = 0;
   int64_t border_[6];
-  std::vector<uint64_t> candidates_;
-  std::vector<uint64_t> chunk_out_;
+  std::vector<uint64_t> candidates_, next_candidates_;  // of one plane
 };
 
 // An inclusive box in the (D, H, W) volume.
@@ -441,13 +477,14 @@ std::vector<Instance> find_instances(const T* data, int64_t D, int64_t H, int64_
   return found;
 }
 
-// Whether inside(row[x]) holds for some x < n; written as a reduction without an early
-// exit so that it vectorizes (most rows of a sparse mask are empty).
+// Whether inside(row[x]) holds for some x < n; written as a reduction into a byte without
+// an early exit so that it vectorizes (most rows of a sparse mask are empty; a bool
+// accumulator does not vectorize with GCC 12).
 template <typename T, typename Inside>
 bool any_inside(const T* row, int64_t n, Inside inside) {
-  bool any = false;
-  for (int64_t x = 0; x < n; ++x) any |= inside(row[x]);
-  return any;
+  uint8_t any = 0;
+  for (int64_t x = 0; x < n; ++x) any |= static_cast<uint8_t>(inside(row[x]));
+  return any != 0;
 }
 
 template <typename T>
