@@ -32,17 +32,21 @@
 // Passes repeat until a full round of directions deletes nothing. A one-slice volume (and a
 // 2D image) gets only the four in-plane directions.
 //
-// What is ours, not skimage's (the result is the same voxel for voxel):
-//  - Only surface voxels (foreground with a background 6-neighbour) can be border voxels.
-//    They are kept in a two-level bit set, walked in raster order; a deletion adds its
-//    foreground 6-neighbours. skimage scans the whole volume in every pass.
-//  - Whether a voxel may be deleted depends on its 3x3x3 neighbourhood only, so the answer
-//    is cached per voxel until a neighbour is deleted; a candidate whose neighbourhood did
-//    not change since it was collected needs no second simple-point test.
-//  - The neighbourhood is one 27-bit word (9 four-byte loads); the Euler test reads the 8
-//    octant indices from 3 plane tables; the simple-point test grows a 26-connected piece
-//    with shift-and-mask dilations (two neighbours of the centre are 26-adjacent iff some
-//    octant holds both, which is why Lee's octree labelling counts 26-connected pieces).
+// What is ours, not skimage's (the result is the same voxel for voxel; the tables were
+// checked against the direct definitions on all 2^26 neighbourhoods):
+//  - The image is kept twice: one bit per voxel, so the border voxels of a direction come 64
+//    at a time (foreground and not foreground at the shifted index; words without
+//    foreground are skipped through a summary bit set); and one byte per voxel holding the
+//    column (r - 1, r, r + 1), so a 3x3x3 neighbourhood is three 4-byte loads packed into a
+//    27-bit word (with pext where the CPU has a fast one). skimage scans the whole volume
+//    and reads 26 neighbours for every voxel in every pass.
+//  - Lee's tests from two tables (class Tables): the δG26 sum of the four octants on each
+//    side of the middle plane depends on 18 bits only, and the 26-connected pieces are those
+//    of the 18 face and edge neighbours plus the corners alone in their octant.
+//  - A pass collects plane p + 1 and then re-checks plane p: collecting reads planes p to
+//    p + 2 as they were when the pass began, re-checking plane p writes plane p only, so the
+//    order of skimage's two loops is kept while the planes are in cache. A candidate stores
+//    its neighbourhood; if no deletion changed it, it is still simple.
 //  - Stopping after as many consecutive empty passes as there are directions, instead of at
 //    the end of a round: an empty pass leaves the image as it was, so the rest of skimage's
 //    round deletes nothing either.
@@ -51,9 +55,9 @@
 //    bit-identical in shared/specs/fisbe.md §2.2); the direction count follows the original
 //    depth, not the crop's. Buffers come zeroed from calloc, so the empty parts of a crop
 //    are never touched.
-//  - Candidate collection only reads the image, so a large surface is split across threads
-//    (by blocks of the bit set) and the pieces concatenated in order; the re-check stays
-//    sequential.
+//  - One mask is thinned on one thread: the re-check is sequential, and a second thread
+//    collecting planes ahead needs a hand-over per plane that, on a shared 2-core machine,
+//    cost more than it saved (measured); skeletonize_labels thins instances in parallel.
 //
 // A quirk kept for agreement: the re-check tests simplicity only, and "simple" includes a
 // voxel without foreground neighbours, so a remnant isolated earlier in the same pass is
@@ -230,6 +234,41 @@ class Tables {
 const Tables& tables() {
   static const Tables t;
   return t;
+}
+
+// The definitions the tables replace, for the self-check: the δG26 sum over the 8 octants,
+// and the 26-connected pieces of the neighbours grown by shift-and-mask dilations.
+bool is_euler_invariant_by_definition(uint32_t cube) {
+  int delta = 0;
+  for (const auto& octant : kEulerOctants) {
+    int code = 0;
+    for (int j = 0; j < 7; ++j) code |= static_cast<int>(cube >> octant[j] & 1u) << (6 - j);
+    delta += kEulerDelta[code];
+  }
+  return delta == 0;
+}
+
+bool is_simple_by_definition(uint32_t cube) {
+  auto bits_where = [](int axis_divisor, int value) {
+    uint32_t m = 0;
+    for (int b = 0; b < 27; ++b)
+      if ((b / axis_divisor) % 3 == value) m |= 1u << b;
+    return m;
+  };
+  static const uint32_t r0 = bits_where(1, 0), r2 = bits_where(1, 2), c0 = bits_where(3, 0), c2 = bits_where(3, 2);
+  auto dilate = [&](uint32_t v) {
+    v |= ((v << 1) & ~r0 & kAllBits) | ((v >> 1) & ~r2);
+    v |= ((v << 3) & ~c0 & kAllBits) | ((v >> 3) & ~c2);
+    return (v | (v << 9) | (v >> 9)) & kAllBits;
+  };
+  const uint32_t fg = cube & ~kCenterBit;
+  if (fg == 0) return true;
+  uint32_t piece = fg & (0u - fg);
+  for (;;) {
+    const uint32_t grown = dilate(piece) & fg;
+    if (grown == piece) return piece == fg;
+    piece = grown;
+  }
 }
 
 // Zeroed arrays from calloc: large zero allocations come as untouched pages, so the parts
@@ -577,6 +616,23 @@ at::Tensor as_volume(const at::Tensor& t, const char* what) {
 }
 
 }  // namespace
+
+namespace detail {
+
+int64_t skeleton_table_mismatches(uint32_t stride) {
+  const Tables& t = tables();
+  int64_t mismatches = 0;
+  for (uint32_t other = 0; other < (1u << 26); other += std::max<uint32_t>(stride, 1)) {
+    const uint32_t cube = (other & (kCenterBit - 1)) | ((other >> kCenter) << (kCenter + 1)) | kCenterBit;
+    const bool simple = is_simple_by_definition(cube);
+    const bool deletable = __builtin_popcount(cube & ~kCenterBit) != 1 && is_euler_invariant_by_definition(cube) && simple;
+    mismatches += (t.is_simple<false>(cube) != simple) + (t.is_deletable<false>(cube) != deletable);
+    if (use_pext()) mismatches += (t.is_simple<true>(cube) != simple) + (t.is_deletable<true>(cube) != deletable);
+  }
+  return mismatches;
+}
+
+}  // namespace detail
 
 at::Tensor skeletonize_labels(const at::Tensor& labels) {
   if (!(at::isIntegralType(labels.scalar_type(), /*includeBool=*/true)))
