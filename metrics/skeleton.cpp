@@ -135,7 +135,10 @@ bool use_pext() {
 //  - end point: exactly one of the 26 neighbours is foreground;
 //  - Euler invariance: the δG26 sum over the 8 octants is 0. The four octants with dp <= 0
 //    see only the planes dp = -1 and dp = 0, the four with dp >= 0 only dp = 1 and dp = 0,
-//    so the sum is two reads of tables indexed by 18 bits (outer plane, middle plane);
+//    so the sum is two reads of a table indexed by 18 bits (outer plane, middle plane): one
+//    table serves both halves because Lee's octants with dp >= 0 mirror those with dp <= 0
+//    (dp -> -dp) and δG26 is invariant under that reflection (detail::skeleton_table_mismatches
+//    checks it);
 //  - simple (skimage's octree labelling: the 26 neighbours' foreground is at most one
 //    26-connected piece). Two neighbours are 26-adjacent iff some octant holds both; a corner
 //    (dp, dr, dc all non-zero) lies in one octant only, and never touches another corner. So
