@@ -310,9 +310,18 @@ class Thinner {
     used_rows_[z * (rows_ - 2) + y] = 1;
     return code_.get() + offset(z, y);
   }
-  /// The w voxels of crop row (z, y) after run(): is_kept(row[x]) on the skeleton.
-  const uint8_t* skeleton_row(int64_t z, int64_t y) const { return code_.get() + offset(z, y); }
-  static bool is_kept(uint8_t code) { return code & 2u; }
+  /// Calls f(z, y, x) for the crop voxels on the skeleton after run(), in raster order.
+  template <typename F>
+  void for_each_kept(F&& f) const {
+    for (int64_t u = 0; u < (words_ + 63) / 64; ++u)
+      for (uint64_t used = used_[u]; used; used &= used - 1) {
+        const int64_t w = u * 64 + __builtin_ctzll(used);
+        for (uint64_t b = fg()[w]; b; b &= b - 1) {
+          const int64_t i = w * 64 + __builtin_ctzll(b), in_slice = i % slice_;
+          f(i / slice_ - 1, in_slice / cols_ - 1, in_slice % cols_ - 1);
+        }
+      }
+  }
 
   /// `directions`: 6, or 4 for a one-slice volume (skimage decides on the uncropped depth).
   void run(int directions) {
@@ -529,15 +538,21 @@ bool any_inside(const T* row, int64_t n, Inside inside) {
   return any != 0;
 }
 
+// The box of the non-zero voxels, and which rows (z * H + y) hold any.
 template <typename T>
-Box nonzero_box(const T* data, int64_t D, int64_t H, int64_t W) {
+Box nonzero_box(const T* data, int64_t D, int64_t H, int64_t W, std::vector<uint8_t>& rows) {
   Box box;
+  rows.assign(static_cast<size_t>(D * H), 0);
   for (int64_t z = 0; z < D; ++z)
     for (int64_t y = 0; y < H; ++y) {
       const T* row = data + (z * H + y) * W;
       if (!any_inside(row, W, [](T v) { return v != T(0); })) continue;
+      rows[z * H + y] = 1;
+      // Skip empty stretches 16 voxels at a time (sparse masks), then voxel by voxel.
       int64_t x0 = 0, x1 = W - 1;
+      while (x0 + 16 <= W && !any_inside(row + x0, 16, [](T v) { return v != T(0); })) x0 += 16;
       while (row[x0] == T(0)) ++x0;
+      while (x1 - 15 > x0 && !any_inside(row + x1 - 15, 16, [](T v) { return v != T(0); })) x1 -= 16;
       while (row[x1] == T(0)) --x1;
       box.add_run(z, y, x0, x1);
     }
@@ -545,9 +560,11 @@ Box nonzero_box(const T* data, int64_t D, int64_t H, int64_t W) {
 }
 
 // Thins the voxels of `box` for which inside(value) holds, and sets out = mark on the
-// skeleton. `D` is the uncropped depth (one slice: four directions, as skimage).
+// skeleton. `D` is the uncropped depth (one slice: four directions, as skimage). `rows`, if
+// given, marks the rows (z * H + y of the volume) that hold any such voxel.
 template <typename T, typename O, typename Inside>
-void thin_box(const Box& box, const T* in, O* out, O mark, Inside inside, int64_t D, int64_t H, int64_t W) {
+void thin_box(const Box& box, const T* in, O* out, O mark, Inside inside, int64_t D, int64_t H, int64_t W,
+              const std::vector<uint8_t>* rows = nullptr) {
   const int64_t d = box.hi[0] - box.lo[0] + 1, h = box.hi[1] - box.lo[1] + 1, w = box.hi[2] - box.lo[2] + 1;
   Thinner thinner(d, h, w);
   // Offset of crop row (z, y) in the full volume.
@@ -555,25 +572,13 @@ void thin_box(const Box& box, const T* in, O* out, O mark, Inside inside, int64_
   for (int64_t z = 0; z < d; ++z)
     for (int64_t y = 0; y < h; ++y) {
       const T* src = in + at_row(z, y);
-      if (!any_inside(src, w, inside)) continue;  // the crop starts zeroed; leave its pages untouched
+      // The crop starts zeroed: leave the pages of empty rows untouched.
+      if (rows ? !(*rows)[(box.lo[0] + z) * H + box.lo[1] + y] : !any_inside(src, w, inside)) continue;
       uint8_t* dst = thinner.row(z, y);
       for (int64_t x = 0; x < w; ++x) dst[x] = inside(src[x]) ? 1 : 0;
     }
   thinner.run(D == 1 ? 4 : 6);
-  for (int64_t z = 0; z < d; ++z)
-    for (int64_t y = 0; y < h; ++y) {
-      const uint8_t* kept = thinner.skeleton_row(z, y);
-      O* dst = out + at_row(z, y);
-      for (int64_t x = 0; x < w; ++x) {
-        uint64_t eight;
-        std::memcpy(&eight, kept + x, 8);  // skeletons are sparse: skip 8 voxels at a time
-        if (eight == 0) {
-          x += 7;
-          continue;
-        }
-        if (Thinner::is_kept(kept[x])) dst[x] = mark;
-      }
-    }
+  thinner.for_each_kept([&](int64_t z, int64_t y, int64_t x) { out[at_row(z, y) + x] = mark; });
 }
 
 template <typename T>
@@ -653,9 +658,10 @@ at::Tensor skeletonize(const at::Tensor& mask) {
   at::Tensor out = zeros_serial(volume.sizes(), at::kByte);
   AT_DISPATCH_ALL_TYPES_AND3(at::kBool, at::kHalf, at::kBFloat16, volume.scalar_type(), "skeletonize", [&] {
     const scalar_t* in = volume.const_data_ptr<scalar_t>();
-    const Box box = nonzero_box(in, D, H, W);
+    std::vector<uint8_t> rows;
+    const Box box = nonzero_box(in, D, H, W, rows);
     if (box.empty()) return;
-    thin_box(box, in, out.data_ptr<uint8_t>(), uint8_t{1}, [](scalar_t v) { return v != scalar_t(0); }, D, H, W);
+    thin_box(box, in, out.data_ptr<uint8_t>(), uint8_t{1}, [](scalar_t v) { return v != scalar_t(0); }, D, H, W, &rows);
   });
   return out.reshape(mask.sizes());
 }
