@@ -32,17 +32,21 @@
 // Passes repeat until a full round of directions deletes nothing. A one-slice volume (and a
 // 2D image) gets only the four in-plane directions.
 //
-// What is ours, not skimage's (the result is the same voxel for voxel):
-//  - Only surface voxels (foreground with a background 6-neighbour) can be border voxels.
-//    They are kept in a two-level bit set, walked in raster order; a deletion adds its
-//    foreground 6-neighbours. skimage scans the whole volume in every pass.
-//  - Whether a voxel may be deleted depends on its 3x3x3 neighbourhood only, so the answer
-//    is cached per voxel until a neighbour is deleted; a candidate whose neighbourhood did
-//    not change since it was collected needs no second simple-point test.
-//  - The neighbourhood is one 27-bit word (9 four-byte loads); the Euler test reads the 8
-//    octant indices from 3 plane tables; the simple-point test grows a 26-connected piece
-//    with shift-and-mask dilations (two neighbours of the centre are 26-adjacent iff some
-//    octant holds both, which is why Lee's octree labelling counts 26-connected pieces).
+// What is ours, not skimage's (the result is the same voxel for voxel; the tables were
+// checked against the direct definitions on all 2^26 neighbourhoods):
+//  - The image is kept twice: one bit per voxel, so the border voxels of a direction come 64
+//    at a time (foreground and not foreground at the shifted index; words without
+//    foreground are skipped through a summary bit set); and one byte per voxel holding the
+//    column (r - 1, r, r + 1), so a 3x3x3 neighbourhood is three 4-byte loads packed into a
+//    27-bit word (with pext where the CPU has a fast one). skimage scans the whole volume
+//    and reads 26 neighbours for every voxel in every pass.
+//  - Lee's tests from two tables (class Tables): the δG26 sum of the four octants on each
+//    side of the middle plane depends on 18 bits only, and the 26-connected pieces are those
+//    of the 18 face and edge neighbours plus the corners alone in their octant.
+//  - A pass collects plane p + 1 and then re-checks plane p: collecting reads planes p to
+//    p + 2 as they were when the pass began, re-checking plane p writes plane p only, so the
+//    order of skimage's two loops is kept while the planes are in cache. A candidate stores
+//    its neighbourhood; if no deletion changed it, it is still simple.
 //  - Stopping after as many consecutive empty passes as there are directions, instead of at
 //    the end of a round: an empty pass leaves the image as it was, so the rest of skimage's
 //    round deletes nothing either.
@@ -51,9 +55,9 @@
 //    bit-identical in shared/specs/fisbe.md §2.2); the direction count follows the original
 //    depth, not the crop's. Buffers come zeroed from calloc, so the empty parts of a crop
 //    are never touched.
-//  - Candidate collection only reads the image, so a large surface is split across threads
-//    (by blocks of the bit set) and the pieces concatenated in order; the re-check stays
-//    sequential.
+//  - One mask is thinned on one thread: the re-check is sequential, and a second thread
+//    collecting planes ahead needs a hand-over per plane that, on a shared 2-core machine,
+//    cost more than it saved (measured); skeletonize_labels thins instances in parallel.
 //
 // A quirk kept for agreement: the re-check tests simplicity only, and "simple" includes a
 // voxel without foreground neighbours, so a remnant isolated earlier in the same pass is
@@ -62,11 +66,13 @@
 namespace neuroseg::metrics {
 namespace {
 
-// The 3x3x3 neighbourhood of a voxel as a 27-bit word in raster order:
-// bit 9 (dp + 1) + 3 (dr + 1) + (dc + 1) for the neighbour at (p + dp, r + dr, c + dc).
-constexpr int kCenter = 13;
+// The 3x3x3 neighbourhood of a voxel as a 27-bit word: bit 9 (dp + 1) + 3 (dc + 1) + (dr + 1)
+// for the neighbour at (p + dp, r + dr, c + dc). This is skimage's neighbour numbering (Lee's
+// Fig. 1a with the centre as 13), and the layout the column codes below produce directly.
+constexpr int bit_of(int dp, int dr, int dc) { return 9 * (dp + 1) + 3 * (dc + 1) + (dr + 1); }
+constexpr int kCenter = bit_of(0, 0, 0);
 constexpr uint32_t kCenterBit = 1u << kCenter;
-constexpr int bit_of(int dp, int dr, int dc) { return 9 * (dp + 1) + 3 * (dr + 1) + (dc + 1); }
+constexpr uint32_t kAllBits = (1u << 27) - 1;
 
 // Lee et al. 1994, Table 2, column δG26: the change of the 26-connected Euler characteristic
 // contributed by one octant, indexed by its 7 non-centre voxels (first listed below = 64).
@@ -82,64 +88,182 @@ constexpr int8_t kEulerDelta[] = {
 };
 static_assert(sizeof(kEulerDelta) == 128, "δG26 has one entry per configuration of 7 neighbours");
 
-// The octants' voxels in the order of Lee's table, in skimage's neighbour numbering
-// k = 9 (dp + 1) + 3 (dc + 1) + (dr + 1) (Lee's Fig. 1a with the centre as 13).
+// The octants' voxels (bits of the cube) in the order of Lee's table.
 constexpr uint8_t kEulerOctants[8][7] = {
     {2, 1, 11, 10, 5, 4, 14},    {0, 9, 3, 12, 1, 10, 4},     {8, 7, 17, 16, 5, 4, 14},
     {6, 15, 7, 16, 3, 12, 4},    {20, 23, 19, 22, 11, 14, 10}, {18, 21, 9, 12, 19, 22, 10},
     {26, 23, 17, 14, 25, 22, 16}, {24, 25, 15, 16, 21, 22, 12},
 };
 
-// Masks of the bits with c = 0, c = 2, r = 0, r = 2, and of all 27 bits.
-constexpr uint32_t bits_where(int axis_divisor, int value) {
-  uint32_t m = 0;
-  for (int b = 0; b < 27; ++b)
-    if ((b / axis_divisor) % 3 == value) m |= 1u << b;
-  return m;
+// pext (BMI2): the bits of x under mask, packed at the bottom. Written as inline assembly so
+// that the file builds for any x86-64 and uses it only where the CPU has a fast one (Zen 1
+// and 2 run it in microcode, at a cost growing with the mask's popcount).
+#if defined(__x86_64__) && defined(__GNUC__)
+constexpr bool kHavePextAsm = true;
+inline uint32_t pext(uint32_t x, uint32_t mask) {
+  uint32_t r;
+  asm("pextl %2, %1, %0" : "=r"(r) : "r"(x), "r"(mask));
+  return r;
 }
-constexpr uint32_t kC0 = bits_where(1, 0), kC2 = bits_where(1, 2), kR0 = bits_where(3, 0), kR2 = bits_where(3, 2);
-constexpr uint32_t kAllBits = (1u << 27) - 1;
+#else
+constexpr bool kHavePextAsm = false;
+inline uint32_t pext(uint32_t x, uint32_t mask) {
+  uint32_t r = 0;
+  for (uint32_t bit = 1; mask; mask &= mask - 1, bit <<= 1)
+    if (x & mask & (0u - mask)) r |= bit;
+  return r;
+}
+#endif
 
-// The 26-neighbours (3x3x3 box, separable) of the bits of v, within the cube.
-constexpr uint32_t dilate(uint32_t v) {
-  v |= ((v << 1) & ~kC0 & kAllBits) | ((v >> 1) & ~kC2);
-  v |= ((v << 3) & ~kR0 & kAllBits) | ((v >> 3) & ~kR2);
-  return (v | (v << 9) | (v >> 9)) & kAllBits;
+// Whether to use pext: BMI2 and not AMD family 17h; NEUROSEG_SKELETON_PORTABLE=1 forces the
+// portable shifts (the tests run both).
+bool use_pext() {
+  static const bool fast = [] {
+    if (!kHavePextAsm) return false;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("bmi2") && !__builtin_cpu_is("amdfam17h");
+#else
+    return false;
+#endif
+  }();
+  const char* portable = std::getenv("NEUROSEG_SKELETON_PORTABLE");
+  return fast && !(portable && *portable && std::string(portable) != "0");
 }
 
-// Euler test: the 8 octants' 7-bit table indices, packed 7 bits per octant, as the OR of
-// one entry per 9-bit plane dp = -1, 0, 1 of the cube.
-struct EulerTables {
-  std::array<std::array<uint64_t, 512>, 3> index{};
-  EulerTables() {
-    for (int o = 0; o < 8; ++o)
-      for (int j = 0; j < 7; ++j) {
-        const int k = kEulerOctants[o][j];
-        const int b = bit_of(k / 9 - 1, k % 3 - 1, (k / 3) % 3 - 1);
-        for (uint32_t plane = 0; plane < 512; ++plane)
-          if (plane >> (b % 9) & 1u) index[b / 9][plane] |= uint64_t{1} << (7 * o + 6 - j);
+// Lee's three tests, answered with two tables and a few bit operations:
+//  - end point: exactly one of the 26 neighbours is foreground;
+//  - Euler invariance: the δG26 sum over the 8 octants is 0. The four octants with dp <= 0
+//    see only the planes dp = -1 and dp = 0, the four with dp >= 0 only dp = 1 and dp = 0,
+//    so the sum is two reads of a table indexed by 18 bits (outer plane, middle plane): one
+//    table serves both halves because Lee's octants with dp >= 0 mirror those with dp <= 0
+//    (dp -> -dp) and δG26 is invariant under that reflection (detail::skeleton_table_mismatches
+//    checks it);
+//  - simple (skimage's octree labelling: the 26 neighbours' foreground is at most one
+//    26-connected piece). Two neighbours are 26-adjacent iff some octant holds both; a corner
+//    (dp, dr, dc all non-zero) lies in one octant only, and never touches another corner. So
+//    the pieces are those of the 18 face and edge neighbours, plus one per corner whose
+//    octant has no other foreground: a table of the 2^18 face/edge configurations (pieces
+//    counted up to 2) and, with the Euler sums, the count of such corners per outer plane.
+class Tables {
+ public:
+  Tables() : half_(1u << 18), pieces_(1u << 13) {
+    // The half-cube of the octants with dp <= 0: outer plane dp = -1 (bits 0-8), middle plane
+    // dp = 0 (bits 9-17). Its octants, and per outer corner the rest of the corner's octant.
+    std::vector<const uint8_t*> octants;
+    for (const auto& octant : kEulerOctants)
+      if (*std::max_element(octant, octant + 7) < 18) octants.push_back(octant);
+    uint32_t corner_rest[4] = {}, corner_bit[4] = {};
+    for (int k = 0; k < 4; ++k) {
+      const int dr = k & 1 ? 1 : -1, dc = k & 2 ? 1 : -1;
+      corner_bit[k] = 1u << bit_of(-1, dr, dc);
+      for (int dp : {-1, 0})
+        for (int r : {0, dr})
+          for (int c : {0, dc}) corner_rest[k] |= 1u << bit_of(dp, r, c);
+      corner_rest[k] &= ~(corner_bit[k] | kCenterBit);
+    }
+    for (uint32_t cube = kCenterBit; cube < (1u << 18); cube = (cube + 1) | kCenterBit) {
+      int euler = 0, lone_corners = 0;
+      for (const uint8_t* octant : octants) {
+        int code = 0;
+        for (int j = 0; j < 7; ++j) code |= static_cast<int>(cube >> octant[j] & 1u) << (6 - j);
+        euler += kEulerDelta[code];
       }
+      for (int k = 0; k < 4; ++k) lone_corners += (cube & corner_bit[k]) && !(cube & corner_rest[k]);
+      half_[cube] = static_cast<uint16_t>((32 + euler) | (lone_corners << 8));
+    }
+    // Pieces of each face/edge configuration, grown from its lowest member over the
+    // 26-adjacency of the 18 positions.
+    uint32_t adjacent[18] = {};
+    for (int a = 0; a < 27; ++a)
+      for (int b = 0; b < 27; ++b) {
+        const uint32_t ia = face_edge_index(1u << a), ib = face_edge_index(1u << b);
+        const int far = std::max({std::abs(a / 9 - b / 9), std::abs(a % 3 - b % 3), std::abs(a / 3 % 3 - b / 3 % 3)});
+        if (ia && ib && a != b && far == 1) adjacent[__builtin_ctz(ia)] |= ib;
+      }
+    for (uint32_t set = 1; set < (1u << 18); ++set) {
+      uint32_t piece = set & (0u - set), frontier = piece;
+      while (frontier) {
+        const uint32_t grown = adjacent[__builtin_ctz(frontier)] & set & ~piece;
+        frontier = (frontier & (frontier - 1)) | grown;
+        piece |= grown;
+      }
+      pieces_[set >> 5] |= uint64_t{piece == set ? 1u : 2u} << (2 * (set & 31));
+    }
   }
-};
-const EulerTables kEuler;
 
-// Exactly one of the 26 neighbours is foreground.
-bool is_end_point(uint32_t cube) {
-  const uint32_t fg = cube & ~kCenterBit;
-  return fg != 0 && (fg & (fg - 1)) == 0;
+  static bool is_end_point(uint32_t cube) {
+    const uint32_t fg = cube & ~kCenterBit;
+    return fg != 0 && (fg & (fg - 1)) == 0;
+  }
+
+  /// Euler-invariant, not an end point, and simple: Lee's condition for a border voxel.
+  template <bool kPext>
+  bool is_deletable(uint32_t cube) const {
+    const uint32_t halves = half_sums(cube);
+    return (halves & 0xFFu) == 64 && !is_end_point(cube) && pieces<kPext>(cube) + (halves >> 8) <= 1;
+  }
+
+  template <bool kPext>
+  bool is_simple(uint32_t cube) const {
+    return pieces<kPext>(cube) + (half_sums(cube) >> 8) <= 1;
+  }
+
+ private:
+  // Entry: 32 + δG26 sum of the half's four octants (bits 0-7), lone corners of its outer
+  // plane (bits 8-11); two entries add without carries.
+  uint32_t half_sums(uint32_t cube) const {
+    return half_[cube & 0x3FFFFu] + half_[(cube >> 18) | (cube & 0x3FE00u)];
+  }
+  // Pieces among the face and edge neighbours: in-plane bits 1, 3, 4, 5, 7 of the outer
+  // planes and all but the centre of the middle one, packed into 18 bits.
+  static constexpr uint32_t kFaceEdgeBits = 0x2EBDEBAu;
+  template <bool kPext = false>
+  static uint32_t face_edge_index(uint32_t c) {
+    if constexpr (kPext) return pext(c, kFaceEdgeBits);
+    return ((c >> 1) & 0x1u) | ((c >> 2) & 0xEu) | ((c >> 3) & 0x10u) | ((c >> 4) & 0x1E0u) | ((c >> 5) & 0x1E00u) |
+           ((c >> 6) & 0x2000u) | ((c >> 7) & 0x1C000u) | ((c >> 8) & 0x20000u);
+  }
+  template <bool kPext>
+  int pieces(uint32_t cube) const {
+    const uint32_t index = face_edge_index<kPext>(cube);
+    return static_cast<int>(pieces_[index >> 5] >> (2 * (index & 31)) & 3u);
+  }
+
+  std::vector<uint16_t> half_;
+  std::vector<uint64_t> pieces_;
+};
+
+const Tables& tables() {
+  static const Tables t;
+  return t;
 }
 
-bool is_euler_invariant(uint32_t cube) {
-  const uint64_t index = kEuler.index[0][cube & 511u] | kEuler.index[1][(cube >> 9) & 511u] | kEuler.index[2][cube >> 18];
+// The definitions the tables replace, for the self-check: the δG26 sum over the 8 octants,
+// and the 26-connected pieces of the neighbours grown by shift-and-mask dilations.
+bool is_euler_invariant_by_definition(uint32_t cube) {
   int delta = 0;
-  for (int o = 0; o < 8; ++o) delta += kEulerDelta[(index >> (7 * o)) & 127u];
+  for (const auto& octant : kEulerOctants) {
+    int code = 0;
+    for (int j = 0; j < 7; ++j) code |= static_cast<int>(cube >> octant[j] & 1u) << (6 - j);
+    delta += kEulerDelta[code];
+  }
   return delta == 0;
 }
 
-// At most one 26-connected piece of foreground among the 26 neighbours (none counts too).
-// Lee's octree labelling counts the same pieces: two neighbours of the centre are
-// 26-adjacent iff some octant holds both.
-bool is_simple(uint32_t cube) {
+bool is_simple_by_definition(uint32_t cube) {
+  auto bits_where = [](int axis_divisor, int value) {
+    uint32_t m = 0;
+    for (int b = 0; b < 27; ++b)
+      if ((b / axis_divisor) % 3 == value) m |= 1u << b;
+    return m;
+  };
+  static const uint32_t r0 = bits_where(1, 0), r2 = bits_where(1, 2), c0 = bits_where(3, 0), c2 = bits_where(3, 2);
+  auto dilate = [&](uint32_t v) {
+    v |= ((v << 1) & ~r0 & kAllBits) | ((v >> 1) & ~r2);
+    v |= ((v << 3) & ~c0 & kAllBits) | ((v >> 3) & ~c2);
+    return (v | (v << 9) | (v >> 9)) & kAllBits;
+  };
   const uint32_t fg = cube & ~kCenterBit;
   if (fg == 0) return true;
   uint32_t piece = fg & (0u - fg);
@@ -164,175 +288,199 @@ ZeroArray<T> zero_array(size_t n) {
   return ZeroArray<T>(p);
 }
 
-// A set of voxel indices visited in increasing (raster) order: one bit per voxel, and one
-// bit per non-zero word of those, so that insert and erase are O(1) and a walk skips empty
-// stretches 4096 voxels at a time.
-class RasterSet {
+// The thinning of one zero-padded crop. The image is kept twice:
+//  - one byte per voxel, a column code: bit k = foreground at (p, r - 1 + k, c), so a 3x3x3
+//    neighbourhood is three 4-byte loads (planes p - 1, p, p + 1 at columns c - 1..c + 1);
+//  - one bit per voxel (same linear index), so the border voxels of a direction are found 64
+//    at a time: foreground and not foreground at the shifted position.
+// A summary bit per 64-voxel word of the bit image marks the words with foreground.
+class Thinner {
  public:
-  explicit RasterSet(int64_t n)
-      : bits_(zero_array<uint64_t>(bits_count(n))), words_(zero_array<uint64_t>((bits_count(n) + 63) / 64)),
-        blocks_((bits_count(n) + 63) / 64) {}
+  /// Crop of (d, h, w) voxels, all background; fill with row(), then run().
+  Thinner(int64_t d, int64_t h, int64_t w)
+      : rows_(h + 2), cols_(w + 2), slice_(rows_ * cols_), depth_(d), size_((d + 2) * slice_),
+        words_((size_ + 63) / 64), code_(zero_array<uint8_t>(size_ + kSlack)),
+        fg_bits_(zero_array<uint64_t>(words_ + 2 * kGuardWords)), used_(zero_array<uint64_t>((words_ + 63) / 64)),
+        used_rows_(zero_array<uint8_t>(d * h)),
+        // skimage's direction order 4, 3, 2, 1, 5, 6: background at r-1, r+1, c+1, c-1, p+1, p-1
+        border_{-cols_, cols_, 1, -1, slice_, -slice_} {}
 
-  void insert(int64_t i) {
-    uint64_t& word = bits_[i >> 6];
-    const uint64_t bit = uint64_t{1} << (i & 63);
-    if (word & bit) return;
-    word |= bit;
-    words_[i >> 12] |= uint64_t{1} << ((i >> 6) & 63);
-    ++size_;
+  /// The w voxels of crop row (z, y): fill with 0 / 1 before run().
+  uint8_t* row(int64_t z, int64_t y) {
+    used_rows_[z * (rows_ - 2) + y] = 1;
+    return code_.get() + offset(z, y);
   }
-  void erase(int64_t i) {
-    uint64_t& word = bits_[i >> 6];
-    const uint64_t bit = uint64_t{1} << (i & 63);
-    if (!(word & bit)) return;
-    word &= ~bit;
-    if (word == 0) words_[i >> 12] &= ~(uint64_t{1} << ((i >> 6) & 63));
-    --size_;
-  }
-  size_t size() const { return size_; }
-  size_t blocks() const { return blocks_; }  ///< 4096 voxels each
-
-  /// Calls f(i) for the members in blocks [begin, end), in increasing order.
+  /// Calls f(z, y, x) for the crop voxels on the skeleton after run(), in raster order.
   template <typename F>
-  void for_each(size_t begin, size_t end, F&& f) const {
-    for (size_t u = begin; u < end; ++u)
-      for (uint64_t used = words_[u]; used; used &= used - 1) {
-        const size_t w = u * 64 + __builtin_ctzll(used);
-        for (uint64_t b = bits_[w]; b; b &= b - 1) f(static_cast<int64_t>(w * 64 + __builtin_ctzll(b)));
+  void for_each_kept(F&& f) const {
+    for (int64_t u = 0; u < (words_ + 63) / 64; ++u)
+      for (uint64_t used = used_[u]; used; used &= used - 1) {
+        const int64_t w = u * 64 + __builtin_ctzll(used);
+        for (uint64_t b = fg()[w]; b; b &= b - 1) {
+          const int64_t i = w * 64 + __builtin_ctzll(b), in_slice = i % slice_;
+          f(i / slice_ - 1, in_slice / cols_ - 1, in_slice % cols_ - 1);
+        }
       }
   }
 
- private:
-  static size_t bits_count(int64_t n) { return static_cast<size_t>((n + 63) / 64); }
-  ZeroArray<uint64_t> bits_, words_;
-  size_t blocks_, size_ = 0;
-};
-
-// The thinning of one zero-padded crop: the image (0 / 1 bytes); the surface, i.e. the
-// foreground voxels with a background 6-neighbour (only they can be border voxels); and per
-// voxel a cached answer to "may it be deleted" (not an end point, Euler invariant, simple),
-// which depends only on the 3x3x3 neighbourhood and is dropped when a neighbour is deleted.
-class Thinner {
- public:
-  /// Crop of (d, h, w) voxels, all background; fill with row().
-  Thinner(int64_t d, int64_t h, int64_t w)
-      : rows_(h + 2), cols_(w + 2), slice_(rows_ * cols_), depth_(d), size_((d + 2) * slice_ + kSlack),
-        img_(zero_array<uint8_t>(size_)), state_(zero_array<uint8_t>(size_)),
-        // skimage's direction order 4, 3, 2, 1, 5, 6: background at r-1, r+1, c+1, c-1, p+1, p-1
-        border_{-cols_, cols_, 1, -1, slice_, -slice_}, surface_(size_) {
-    for (int dp = -1; dp <= 1; ++dp)
-      for (int dr = -1; dr <= 1; ++dr) row_offset_[3 * (dp + 1) + dr + 1] = dp * slice_ + dr * cols_ - 1;
-  }
-
-  /// The w voxels of crop row (z, y): fill with 0 / 1, read the skeleton after run().
-  uint8_t* row(int64_t z, int64_t y) { return img_.get() + (z + 1) * slice_ + (y + 1) * cols_ + 1; }
-
   /// `directions`: 6, or 4 for a one-slice volume (skimage decides on the uncropped depth).
   void run(int directions) {
-    list_surface();
-    int empty_passes = 0;
-    for (int d = 0; empty_passes < directions; d = (d + 1) % directions)
-      empty_passes = thin_once(d) ? 0 : empty_passes + 1;
+    encode();
+    if (use_pext())
+      run_passes<true>(directions);
+    else
+      run_passes<false>(directions);
   }
 
  private:
-  static constexpr uint8_t kKnown = 1, kDeletable = 2;
-  static constexpr size_t kParallelMin = 65536;  // border voxels; below, threads cost more than they save
-  static constexpr int64_t kSlack = 8;  // cube_at reads one byte past the last voxel's row
+  static constexpr int64_t kSlack = 8;          // cube_at reads one byte past the last voxel's row
+  static constexpr int64_t kGuardWords = 2;     // shifted reads of the bit image step one word outside
 
-  // The 27 bytes as 9 rows of 3 along c: a 4-byte load keeps bytes c-1, c, c+1 and one
-  // multiply moves their low bits next to each other (bits 16, 17, 18; no carries).
+  int64_t offset(int64_t z, int64_t y) const { return (z + 1) * slice_ + (y + 1) * cols_ + 1; }
+  uint64_t* fg() const { return fg_bits_.get() + kGuardWords; }
+
+  // The 64 bits of the image from linear index q on (q may be below 0 or past the end by
+  // less than a guard).
+  uint64_t fg_from(int64_t q) const {
+    const int64_t w = q >> 6;
+    const int s = static_cast<int>(q & 63);
+    const uint64_t lo = fg()[w];
+    return s == 0 ? lo : (lo >> s) | (fg()[w + 1] << (64 - s));
+  }
+
+  template <bool kPext>
   uint32_t cube_at(int64_t i) const {
     uint32_t cube = 0;
-    for (int row = 0; row < 9; ++row) {
-      uint32_t bytes;
-      std::memcpy(&bytes, img_.get() + i + row_offset_[row], 4);
-      cube |= ((((bytes & 0x00010101u) * 0x10204u) >> 16) & 7u) << (3 * row);
+    for (int dp = -1; dp <= 1; ++dp) {
+      uint32_t x;
+      std::memcpy(&x, code_.get() + i + dp * slice_ - 1, 4);
+      const uint32_t plane = kPext ? pext(x, 0x070707u) : (x & 7u) | ((x >> 5) & 0x38u) | ((x >> 10) & 0x1C0u);
+      cube |= plane << (9 * (dp + 1));
     }
     return cube;
   }
 
-  bool zero8(int64_t i) const {
-    uint64_t eight;
-    std::memcpy(&eight, img_.get() + i, 8);
-    return eight == 0;
-  }
-
-  void list_surface() {
-    for (int64_t z = 0; z < depth_; ++z)
-      for (int64_t y = 0; y < rows_ - 2; ++y) {
-        const int64_t first = (z + 1) * slice_ + (y + 1) * cols_ + 1;
-        for (int64_t i = first; i < first + cols_ - 2; ++i) {
-          if (i % 8 == 0 && zero8(i)) {  // mostly empty crops: skip 8 voxels at a time
-            i += 7;
-            continue;
+  // Column codes and bits from the 0 / 1 bytes that row() received, 8 voxels at a time.
+  // Rows go backwards so that the row below is already a code (bit 1 = its value) and the
+  // row above is still 0 / 1.
+  void encode() {
+    const int64_t h = rows_ - 2, w = cols_ - 2;
+    constexpr uint64_t kOnes = 0x0101010101010101ull;
+    for (int64_t z = depth_ - 1; z >= 0; --z)
+      for (int64_t y = h - 1; y >= 0; --y) {
+        const bool self = used_rows_[z * h + y], above = y > 0 && used_rows_[z * h + y - 1],
+                   below = y + 1 < h && used_rows_[z * h + y + 1];
+        if (!(self || above || below)) continue;
+        const int64_t first = offset(z, y);
+        uint8_t* p = code_.get() + first;
+        for (int64_t x = 0; x < w; x += 8) {
+          uint64_t up, mid, down;
+          std::memcpy(&up, p + x - cols_, 8);
+          std::memcpy(&mid, p + x, 8);
+          std::memcpy(&down, p + x + cols_, 8);
+          // Bytes past the row end are padding (0) or the next row's first bytes; only the
+          // first min(8, w - x) bytes are written.
+          const int64_t n = std::min<int64_t>(8, w - x);
+          const uint64_t keep = n == 8 ? ~0ull : (1ull << (8 * n)) - 1;
+          up &= keep & kOnes, mid &= keep & kOnes, down = (down >> 1) & keep & kOnes;
+          const uint64_t code = up | (mid << 1) | (down << 2);
+          std::memcpy(p + x, &code, static_cast<size_t>(n));
+          if (mid) {
+            const uint64_t bits = (mid * 0x0102040810204080ull) >> 56;  // byte k's low bit -> bit k
+            const int64_t i = first + x;
+            fg()[i >> 6] |= bits << (i & 63);
+            if ((i & 63) > 56) fg()[(i >> 6) + 1] |= bits >> (64 - (i & 63));
           }
-          const uint8_t* p = img_.get() + i;
-          if (*p && !(p[-1] & p[1] & p[-cols_] & p[cols_] & p[-slice_] & p[slice_])) surface_.insert(i);
         }
       }
+    for (int64_t w64 = 0; w64 < words_; ++w64)
+      if (fg()[w64]) used_[w64 >> 6] |= uint64_t{1} << (w64 & 63);
   }
 
-  // Writes state_ of the voxels it visits only, so block ranges can run in parallel.
-  void collect(int64_t border, size_t begin, size_t end, std::vector<int64_t>& out) {
-    surface_.for_each(begin, end, [&](int64_t i) {
-      if (img_[i + border]) return;
-      __builtin_prefetch(img_.get() + i + slice_ + 2 * cols_);
-      __builtin_prefetch(state_.get() + i + 2 * cols_);
-      uint8_t s = state_[i];
-      if (!(s & kKnown)) {
-        const uint32_t cube = cube_at(i);
-        const bool deletable = !is_end_point(cube) && is_euler_invariant(cube) && is_simple(cube);
-        s = kKnown | (deletable ? kDeletable : 0);
-        state_[i] = s;
-      }
-      if (s & kDeletable) out.push_back(i);
-    });
-  }
-
-  // One pass in border direction d; true when something was deleted.
-  bool thin_once(int d) {
-    const RasterSet& set = surface_;
-    const int64_t border = border_[d];
-    candidates_.clear();
-    const int threads = at::get_num_threads();
-    if (threads > 1 && set.size() >= kParallelMin && !at::in_parallel_region()) {
-      const size_t chunks = static_cast<size_t>(threads) * 8, blocks = set.blocks();
-      chunk_out_.resize(chunks);
-      at::parallel_for(0, static_cast<int64_t>(chunks), 1, [&](int64_t b, int64_t e) {
-        for (int64_t c = b; c < e; ++c) {
-          chunk_out_[c].clear();
-          collect(border, blocks * c / chunks, blocks * (c + 1) / chunks, chunk_out_[c]);
+  // Appends the candidates of direction `border` with linear index in [lo, hi): the border
+  // voxels that are deletable, as (index << 27 | cube). Reads only.
+  template <bool kPext>
+  void collect(int64_t border, int64_t lo, int64_t hi, std::vector<uint64_t>& out) const {
+    const Tables& t = tables();
+    const int64_t w_lo = lo >> 6, w_hi = (hi + 63) >> 6;  // words [w_lo, w_hi)
+    for (int64_t u = w_lo >> 6; u <= (w_hi - 1) >> 6; ++u) {
+      uint64_t used = used_[u];
+      if (u == w_lo >> 6) used &= ~0ull << (w_lo & 63);
+      if (u == (w_hi - 1) >> 6 && (w_hi & 63)) used &= ~(~0ull << (w_hi & 63));
+      for (; used; used &= used - 1) {
+        const int64_t w = u * 64 + __builtin_ctzll(used);
+        __builtin_prefetch(code_.get() + w * 64 + slice_ + 4 * 64);
+        uint64_t b = fg()[w] & ~fg_from(w * 64 + border);
+        if (w == w_lo) b &= ~0ull << (lo & 63);
+        if (w == w_hi - 1 && (hi & 63)) b &= ~(~0ull << (hi & 63));
+        for (; b; b &= b - 1) {
+          const int64_t i = w * 64 + __builtin_ctzll(b);
+          const uint32_t cube = cube_at<kPext>(i);
+          if (t.is_deletable<kPext>(cube)) out.push_back(static_cast<uint64_t>(i) << 27 | cube);
         }
-      });
-      for (const auto& part : chunk_out_) candidates_.insert(candidates_.end(), part.begin(), part.end());
-    } else {
-      collect(border, 0, set.blocks(), candidates_);
+      }
     }
+  }
 
-    // Sequential re-check. A candidate whose neighbourhood is unchanged since collect() is
-    // still simple. A deletion drops the cached answers around it and puts its foreground
-    // 6-neighbours on the surface.
+  void erase(int64_t i) {
+    uint64_t& word = fg()[i >> 6];
+    word &= ~(uint64_t{1} << (i & 63));
+    if (word == 0) used_[i >> 12] &= ~(uint64_t{1} << ((i >> 6) & 63));
+    code_[i] &= static_cast<uint8_t>(~2u);
+    code_[i - cols_] &= static_cast<uint8_t>(~4u);
+    code_[i + cols_] &= static_cast<uint8_t>(~1u);
+  }
+
+  // Sequential re-check of simplicity on the image as the previous deletions left it; a
+  // candidate whose neighbourhood did not change is still simple. True if any was deleted.
+  template <bool kPext>
+  bool recheck(const std::vector<uint64_t>& candidates) {
+    const Tables& t = tables();
     bool changed = false;
-    for (int64_t i : candidates_) {
-      if (!(state_[i] & kKnown) && !is_simple(cube_at(i))) continue;
+    for (uint64_t entry : candidates) {
+      const int64_t i = static_cast<int64_t>(entry >> 27);
+      const uint32_t cube = cube_at<kPext>(i);
+      if (cube != (entry & kAllBits) && !t.is_simple<kPext>(cube)) continue;
+      erase(i);
       changed = true;
-      img_[i] = 0;
-      // Forget the answers of the 3x3x3 block (and, harmlessly, of the voxel after each row).
-      for (int64_t o : row_offset_) std::memset(state_.get() + i + o, 0, 4);
-      surface_.erase(i);
-      for (int64_t o : border_)
-        if (img_[i + o]) surface_.insert(i + o);
     }
     return changed;
   }
 
-  int64_t rows_, cols_, slice_, depth_, size_;
-  ZeroArray<uint8_t> img_, state_;
-  int64_t border_[6], row_offset_[9];
-  RasterSet surface_;
-  std::vector<int64_t> candidates_;
-  std::vector<std::vector<int64_t>> chunk_out_;
+  // One pass in border direction d; true when something was deleted. skimage collects all
+  // candidates, then re-checks them in order. Candidates of plane p only read planes p - 1
+  // to p + 1, and a deletion in plane p changes plane p only, so collecting plane p + 1
+  // before re-checking plane p gives the same result while the planes are still in cache.
+  template <bool kPext>
+  void run_passes(int directions) {
+    int empty_passes = 0;
+    for (int d = 0; empty_passes < directions; d = (d + 1) % directions)
+      empty_passes = thin_once<kPext>(d) ? 0 : empty_passes + 1;
+  }
+
+  template <bool kPext>
+  bool thin_once(int d) {
+    const int64_t border = border_[d];
+    bool changed = false;
+    std::vector<uint64_t>& now = candidates_;
+    std::vector<uint64_t>& next = next_candidates_;
+    now.clear();
+    collect<kPext>(border, slice_, 2 * slice_, now);
+    for (int64_t p = 1; p <= depth_; ++p) {
+      next.clear();
+      if (p < depth_) collect<kPext>(border, (p + 1) * slice_, (p + 2) * slice_, next);
+      changed |= recheck<kPext>(now);
+      std::swap(now, next);
+    }
+    return changed;
+  }
+
+  int64_t rows_, cols_, slice_, depth_, size_, words_;
+  ZeroArray<uint8_t> code_;
+  ZeroArray<uint64_t> fg_bits_, used_;
+  ZeroArray<uint8_t> used_rows_;
+  int64_t border_[6];
+  std::vector<uint64_t> candidates_, next_candidates_;  // of one plane
 };
 
 // An inclusive box in the (D, H, W) volume.
@@ -380,24 +528,31 @@ std::vector<Instance> find_instances(const T* data, int64_t D, int64_t H, int64_
   return found;
 }
 
-// Whether inside(row[x]) holds for some x < n; written as a reduction without an early
-// exit so that it vectorizes (most rows of a sparse mask are empty).
+// Whether inside(row[x]) holds for some x < n; written as a reduction into a byte without
+// an early exit so that it vectorizes (most rows of a sparse mask are empty; a bool
+// accumulator does not vectorize with GCC 12).
 template <typename T, typename Inside>
 bool any_inside(const T* row, int64_t n, Inside inside) {
-  bool any = false;
-  for (int64_t x = 0; x < n; ++x) any |= inside(row[x]);
-  return any;
+  uint8_t any = 0;
+  for (int64_t x = 0; x < n; ++x) any |= static_cast<uint8_t>(inside(row[x]));
+  return any != 0;
 }
 
+// The box of the non-zero voxels, and which rows (z * H + y) hold any.
 template <typename T>
-Box nonzero_box(const T* data, int64_t D, int64_t H, int64_t W) {
+Box nonzero_box(const T* data, int64_t D, int64_t H, int64_t W, std::vector<uint8_t>& rows) {
   Box box;
+  rows.assign(static_cast<size_t>(D * H), 0);
   for (int64_t z = 0; z < D; ++z)
     for (int64_t y = 0; y < H; ++y) {
       const T* row = data + (z * H + y) * W;
       if (!any_inside(row, W, [](T v) { return v != T(0); })) continue;
+      rows[z * H + y] = 1;
+      // Skip empty stretches 16 voxels at a time (sparse masks), then voxel by voxel.
       int64_t x0 = 0, x1 = W - 1;
+      while (x0 + 16 <= W && !any_inside(row + x0, 16, [](T v) { return v != T(0); })) x0 += 16;
       while (row[x0] == T(0)) ++x0;
+      while (x1 - 15 > x0 && !any_inside(row + x1 - 15, 16, [](T v) { return v != T(0); })) x1 -= 16;
       while (row[x1] == T(0)) --x1;
       box.add_run(z, y, x0, x1);
     }
@@ -405,9 +560,11 @@ Box nonzero_box(const T* data, int64_t D, int64_t H, int64_t W) {
 }
 
 // Thins the voxels of `box` for which inside(value) holds, and sets out = mark on the
-// skeleton. `D` is the uncropped depth (one slice: four directions, as skimage).
+// skeleton. `D` is the uncropped depth (one slice: four directions, as skimage). `rows`, if
+// given, marks the rows (z * H + y of the volume) that hold any such voxel.
 template <typename T, typename O, typename Inside>
-void thin_box(const Box& box, const T* in, O* out, O mark, Inside inside, int64_t D, int64_t H, int64_t W) {
+void thin_box(const Box& box, const T* in, O* out, O mark, Inside inside, int64_t D, int64_t H, int64_t W,
+              const std::vector<uint8_t>* rows = nullptr) {
   const int64_t d = box.hi[0] - box.lo[0] + 1, h = box.hi[1] - box.lo[1] + 1, w = box.hi[2] - box.lo[2] + 1;
   Thinner thinner(d, h, w);
   // Offset of crop row (z, y) in the full volume.
@@ -415,25 +572,13 @@ void thin_box(const Box& box, const T* in, O* out, O mark, Inside inside, int64_
   for (int64_t z = 0; z < d; ++z)
     for (int64_t y = 0; y < h; ++y) {
       const T* src = in + at_row(z, y);
-      if (!any_inside(src, w, inside)) continue;  // the crop starts zeroed; leave its pages untouched
+      // The crop starts zeroed: leave the pages of empty rows untouched.
+      if (rows ? !(*rows)[(box.lo[0] + z) * H + box.lo[1] + y] : !any_inside(src, w, inside)) continue;
       uint8_t* dst = thinner.row(z, y);
       for (int64_t x = 0; x < w; ++x) dst[x] = inside(src[x]) ? 1 : 0;
     }
   thinner.run(D == 1 ? 4 : 6);
-  for (int64_t z = 0; z < d; ++z)
-    for (int64_t y = 0; y < h; ++y) {
-      const uint8_t* kept = thinner.row(z, y);
-      O* dst = out + at_row(z, y);
-      for (int64_t x = 0; x < w; ++x) {
-        uint64_t eight;
-        std::memcpy(&eight, kept + x, 8);  // skeletons are sparse: skip 8 voxels at a time
-        if (eight == 0) {
-          x += 7;
-          continue;
-        }
-        if (kept[x]) dst[x] = mark;
-      }
-    }
+  thinner.for_each_kept([&](int64_t z, int64_t y, int64_t x) { out[at_row(z, y) + x] = mark; });
 }
 
 template <typename T>
@@ -480,6 +625,23 @@ at::Tensor as_volume(const at::Tensor& t, const char* what) {
 
 }  // namespace
 
+namespace detail {
+
+int64_t skeleton_table_mismatches(uint32_t stride) {
+  const Tables& t = tables();
+  int64_t mismatches = 0;
+  for (uint32_t other = 0; other < (1u << 26); other += std::max<uint32_t>(stride, 1)) {
+    const uint32_t cube = (other & (kCenterBit - 1)) | ((other >> kCenter) << (kCenter + 1)) | kCenterBit;
+    const bool simple = is_simple_by_definition(cube);
+    const bool deletable = __builtin_popcount(cube & ~kCenterBit) != 1 && is_euler_invariant_by_definition(cube) && simple;
+    mismatches += (t.is_simple<false>(cube) != simple) + (t.is_deletable<false>(cube) != deletable);
+    if (use_pext()) mismatches += (t.is_simple<true>(cube) != simple) + (t.is_deletable<true>(cube) != deletable);
+  }
+  return mismatches;
+}
+
+}  // namespace detail
+
 at::Tensor skeletonize_labels(const at::Tensor& labels) {
   if (!(at::isIntegralType(labels.scalar_type(), /*includeBool=*/true)))
     throw io::Error("skeletonize_labels", std::string("expects an integer label image, got ") + c10::toString(labels.scalar_type()));
@@ -496,9 +658,10 @@ at::Tensor skeletonize(const at::Tensor& mask) {
   at::Tensor out = zeros_serial(volume.sizes(), at::kByte);
   AT_DISPATCH_ALL_TYPES_AND3(at::kBool, at::kHalf, at::kBFloat16, volume.scalar_type(), "skeletonize", [&] {
     const scalar_t* in = volume.const_data_ptr<scalar_t>();
-    const Box box = nonzero_box(in, D, H, W);
+    std::vector<uint8_t> rows;
+    const Box box = nonzero_box(in, D, H, W, rows);
     if (box.empty()) return;
-    thin_box(box, in, out.data_ptr<uint8_t>(), uint8_t{1}, [](scalar_t v) { return v != scalar_t(0); }, D, H, W);
+    thin_box(box, in, out.data_ptr<uint8_t>(), uint8_t{1}, [](scalar_t v) { return v != scalar_t(0); }, D, H, W, &rows);
   });
   return out.reshape(mask.sizes());
 }

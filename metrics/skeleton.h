@@ -31,4 +31,12 @@ at::Tensor skeletonize(const at::Tensor& mask);
 /// instances may touch; each voxel belongs to at most one instance, so they never collide.
 at::Tensor skeletonize_labels(const at::Tensor& labels);
 
+namespace detail {
+/// \brief Self-check of the lookup tables behind skeletonize: the number of 3x3x3
+/// neighbourhoods (every `stride`-th of the 2^26 with a foreground centre) where the
+/// table-driven end-point/Euler/simple tests disagree with Lee's definitions, on the portable
+/// path and, where the CPU takes it, the pext path. 0 when correct.
+int64_t skeleton_table_mismatches(uint32_t stride);
+}  // namespace detail
+
 }  // namespace neuroseg::metrics
