@@ -10,6 +10,7 @@ void add_all_commands(CLI::App& app) {
   add_segment_command(app);
   add_train_command(app);
   add_finetune_command(app);
+  add_adapt_command(app);
   add_evaluate_command(app);
   add_launch_command(app);
 }

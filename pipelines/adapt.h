@@ -1,0 +1,40 @@
+#pragma once
+// `neuroseg adapt`: source-free domain adaptation of a trained checkpoint to unlabelled target
+// images (no source images are read). Methods:
+//   entropy-kl  Bateson et al. (MedIA 2022): weighted entropy + KL(predicted class ratio ‖
+//               prior) (losses/entropy_kl.h), every weight trained;
+//   tent        Wang et al. (ICLR 2021): entropy minimisation of the normalisation layers'
+//               affine parameters only;
+//   none        the source model, unchanged (for comparison).
+// The per-patch prior τ comes from a JSON of class fractions, or from the source model's own
+// prediction on the target volume (computed once, before adaptation) cropped like the patch;
+// either way foreground fractions can be multiplied by an over-estimation factor (the
+// authors found over-estimating a structure's size works better than under-estimating).
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+namespace neuroseg::pipelines {
+
+struct AdaptOptions {
+  std::string method = "entropy-kl";
+  std::string prior_json;            ///< {"fractions": {"<label name>": f, ...}}; empty: source predictions
+  double overestimate = 1.0;         ///< factor on the prior's foreground fractions
+  std::vector<double> entropy_weights;  ///< per class; empty: 0.1 background, 0.9 foreground (the authors')
+  int64_t iterations = 200, batch = 2;
+  double lr = 1e-4;
+  uint64_t seed = 0;
+  std::vector<int64_t> patch;        ///< (D, H, W); empty: the checkpoint's patch size
+  c10::Device device = c10::kCPU;
+};
+
+/// Adapts `checkpoint` to `targets` (image files) and writes the adapted checkpoint to
+/// `output` (atomically), with the method and its settings recorded in its training metadata,
+/// and `<output>.log.csv` (iteration, loss). Returns the final mean loss of the last 10%.
+double adapt(const std::string& checkpoint, const std::vector<std::string>& targets, const std::string& output,
+             const AdaptOptions& options);
+
+}  // namespace neuroseg::pipelines

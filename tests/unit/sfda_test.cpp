@@ -1,0 +1,57 @@
+// The source-free adaptation loss (Bateson et al.'s EntKLProp) against values computed by
+// hand, its gradient against finite differences, and tent's entropy.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include <ATen/ATen.h>
+
+#include "losses/entropy_kl.h"
+
+using namespace neuroseg;
+
+TEST_SUITE("losses_sfda") {
+  TEST_CASE("entropy-kl on two pixels by hand") {
+    // Pixel 1: logits (0, 0) -> s = (0.5, 0.5); pixel 2: (0, ln 3) -> s = (0.25, 0.75).
+    // l[0, c, p]: class 0 = (0, 0), class 1 = (0, ln 3)
+    const at::Tensor l = at::tensor({0.0, 0.0, 0.0, std::log(3.0)}, at::kDouble).view({1, 2, 2});
+    losses::EntropyKLOptions o;
+    o.class_weights = {0.1, 0.9};
+    // Weighted entropy: [1.0 * 0.5 ln 2 + 0.1 * 0.25 ln 4 + 0.9 * 0.75 ln(4/3)] / 2 pixels.
+    const double entropy = (0.5 * std::log(2.0) + 0.1 * 0.25 * std::log(4.0) + 0.9 * 0.75 * std::log(4.0 / 3.0)) / 2.0;
+    // Max-normalised sizes: pixel 1 (1, 1), pixel 2 (1/3, 1) -> (4/3, 2) -> ratio (0.4, 0.6).
+    const double kl = 0.4 * std::log(0.4 / 0.8) + 0.6 * std::log(0.6 / 0.2);
+    const at::Tensor prior = at::tensor({0.8, 0.2}, at::kDouble).view({1, 2});
+    CHECK(losses::entropy_kl_loss(l, prior, o).item<double>() == doctest::Approx(entropy + kl).epsilon(1e-8));
+    o.lambda_prior = 0;
+    CHECK(losses::entropy_kl_loss(l, prior, o).item<double>() == doctest::Approx(entropy).epsilon(1e-8));
+    // A prior equal to the predicted ratio leaves only the entropy.
+    o.lambda_prior = 1;
+    CHECK(losses::entropy_kl_loss(l, at::tensor({0.4, 0.6}, at::kDouble).view({1, 2}), o).item<double>() ==
+          doctest::Approx(entropy).epsilon(1e-8));
+  }
+
+  TEST_CASE("entropy-kl gradient equals finite differences; tent's entropy is the mean softmax entropy") {
+    at::manual_seed(4);
+    const at::Tensor x = at::randn({2, 3, 3, 2, 2}, at::kDouble).requires_grad_(true);
+    const at::Tensor prior = at::softmax(at::randn({2, 3}, at::kDouble), 1);
+    losses::EntropyKLOptions o;
+    o.class_weights = {0.1, 0.5, 0.9};
+    losses::entropy_kl_loss(x, prior, o).backward();
+    const at::Tensor g = x.grad().reshape({-1});
+    at::Tensor flat = x.detach().clone().reshape({-1});
+    double worst = 0;
+    for (int64_t i = 0; i < flat.numel(); ++i) {
+      const double h = 1e-6, keep = flat[i].item<double>();
+      flat[i] = keep + h;
+      const double up = losses::entropy_kl_loss(flat.view(x.sizes()), prior, o).item<double>();
+      flat[i] = keep - h;
+      const double down = losses::entropy_kl_loss(flat.view(x.sizes()), prior, o).item<double>();
+      flat[i] = keep;
+      worst = std::max(worst, std::abs((up - down) / (2 * h) - g[i].item<double>()));
+    }
+    CHECK(worst < 1e-7);
+    const at::Tensor s = at::softmax(x.detach(), 1);
+    CHECK(losses::entropy_loss(x).item<double>() == doctest::Approx((-(s * s.log()).sum(1)).mean().item<double>()));
+  }
+}
