@@ -27,7 +27,8 @@ void add_finetune_command(CLI::App& app) {
   for (const auto& k : adapters::adapter_kind_names()) kinds += (kinds.empty() ? "" : ", ") + k;
   auto* cmd = app.add_subcommand("finetune", "Fine-tune a checkpoint on new data with low-rank adapters (LoRA family)");
   cmd->add_option("--model", a->model, "Base checkpoint (neuroseg train / import-weights)")->required();
-  cmd->add_option("--adapter", a->adapter, "Adapter: " + kinds);
+  cmd->add_option("--adapter", a->adapter,
+                  "Adapter: " + kinds + "; or full (every weight trains) / layers (the --target modules' own weights)");
   cmd->add_option("--rank", a->rank, "Rank r (CP: number of rank-one terms)")->check(CLI::Range(int64_t(1), int64_t(4096)));
   cmd->add_option("--alpha", a->alpha, "Scale alpha (updates are scaled by alpha / r)")->check(CLI::PositiveNumber);
   cmd->add_flag("--rslora", a->rslora, "Scale by alpha / sqrt(r) (rsLoRA)");
@@ -45,7 +46,10 @@ void add_finetune_command(CLI::App& app) {
     if (a->threads > 0) at::set_num_threads(static_cast<int>(a->threads));
     pipelines::FinetuneOptions ft;
     ft.base_checkpoint = a->model;
-    ft.adapter.kind = adapters::parse_adapter_kind(a->adapter);
+    if (a->adapter == "full" || a->adapter == "layers")
+      ft.mode = a->adapter;
+    else
+      ft.adapter.kind = adapters::parse_adapter_kind(a->adapter);
     ft.adapter.rank = a->rank;
     ft.adapter.alpha = a->alpha;
     ft.adapter.rslora = a->rslora;
@@ -59,8 +63,9 @@ void add_finetune_command(CLI::App& app) {
     const double best = pipelines::finetune(config, a->out, options, ft);
     const char* rank = std::getenv("RANK") ? std::getenv("RANK") : std::getenv("SLURM_PROCID");
     if (!rank || std::string(rank) == "0")
-      std::printf("best validation Dice %.4f -> %s/adapter_best.nsa (merged: %s/checkpoint_best.pt)\n", best, a->out.c_str(),
-                  a->out.c_str());
+      std::printf(ft.mode == "adapter" ? "best validation Dice %.4f -> %s/adapter_best.nsa (merged: %s/checkpoint_best.pt)\n"
+                                       : "best validation Dice %.4f -> %s/checkpoint_best.pt\n",
+                  best, a->out.c_str(), a->out.c_str());
   });
 }
 

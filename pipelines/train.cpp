@@ -366,9 +366,9 @@ double run_training(const TrainConfig& c, const std::string& run_dir, const Trai
   const std::string last = run_dir + "/checkpoint_last.pt", state_path = run_dir + "/train_state.pt",
                     state_json = run_dir + "/train_state.json", adapter_last = run_dir + "/adapter_last.nsa";
   if (opt.resume && (!fs::exists(last) || !fs::exists(state_path) || !fs::exists(state_json) ||
-                     (ft && !fs::exists(adapter_last))))
+                     (ft && ft->mode == "adapter" && !fs::exists(adapter_last))))
     throw io::Error(run_dir, "nothing to resume (no checkpoint_last.pt / train_state.pt / train_state.json" +
-                                 std::string(ft ? " / adapter_last.nsa)" : ")"));
+                                 std::string(ft && ft->mode == "adapter" ? " / adapter_last.nsa)" : ")"));
   std::optional<models::LoadedModel> base;
   std::shared_ptr<adapters::AdaptedModelImpl> adapted;
   if (ft) {  // before any data is read: a bad base, labels or target globs fail at once
@@ -376,7 +376,18 @@ double run_training(const TrainConfig& c, const std::string& run_dir, const Trai
     if (base->meta.labels != c.labels)
       throw io::Error("config labels", c.labels.dump() + " differ from the base checkpoint's " + base->meta.labels.dump() +
                                            " (" + ft->base_checkpoint + ")");
-    adapted = adapters::AdaptedModel(base->model, base->meta.model, base->meta.args, ft->adapter, ft->targets).ptr();
+    if (ft->mode == "adapter") {
+      adapted = adapters::AdaptedModel(base->model, base->meta.model, base->meta.args, ft->adapter, ft->targets).ptr();
+    } else if (ft->mode == "layers") {
+      for (const auto& p : base->model->parameters()) p.set_requires_grad(false);
+      int64_t matched = 0;
+      for (const auto& item : base->model->named_modules("", false))
+        if (std::any_of(ft->targets.begin(), ft->targets.end(), [&](const std::string& t) { return adapters::name_matches(item.key(), t); }))
+          for (auto& p : item.value()->parameters(/*recurse=*/false)) p.set_requires_grad(true), ++matched;
+      if (matched == 0) throw io::Error("--target", "matches no module with weights in " + ft->base_checkpoint);
+    } else if (ft->mode != "full") {
+      throw io::Error("finetune mode " + ft->mode, "expected adapter, full or layers");
+    }
   }
   fs::create_directories(run_dir);
   TrainConfig config = c;
@@ -445,6 +456,16 @@ double run_training(const TrainConfig& c, const std::string& run_dir, const Trai
     config.model = base->meta.model;
     config.model_args = base->meta.args;
     if (leader) adapted->print_table(stderr);
+  } else if (base) {  // full or layer-wise fine-tuning of the base weights
+    model = base->model;
+    config.model = base->meta.model;
+    config.model_args = base->meta.args;
+    if (leader) {
+      int64_t trainable_count = 0, all = 0;
+      for (const auto& p : model->parameters()) all += p.numel(), trainable_count += p.requires_grad() ? p.numel() : 0;
+      std::fprintf(stderr, "neuroseg finetune (%s): %lld trainable parameters = %.3f%% of %lld\n", ft->mode.c_str(),
+                   static_cast<long long>(trainable_count), 100.0 * trainable_count / all, static_cast<long long>(all));
+    }
   } else {
     model = models::ModelRegistry::instance().create(config.model, config.model_args);
   }
@@ -477,7 +498,7 @@ double run_training(const TrainConfig& c, const std::string& run_dir, const Trai
   meta.labels = config.labels;
   meta.patch_size = {config.patch[0], config.patch[1], config.patch[2]};
   meta.postprocessing = config.postprocessing;
-  if (base) meta.training["finetune"] = {{"base", ft->base_checkpoint}, {"adapter", adapters::to_string(ft->adapter.kind)},
+  if (base) meta.training["finetune"] = {{"base", ft->base_checkpoint}, {"mode", ft->mode}, {"adapter", adapters::to_string(ft->adapter.kind)},
                                          {"rank", ft->adapter.rank}, {"alpha", ft->adapter.alpha}, {"targets", ft->targets}};
   // A plain run saves the model; a fine-tuning run the adapter file and the base with the
   // updates merged in (merge then unmerge restores the frozen base bit for bit).

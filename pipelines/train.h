@@ -62,6 +62,10 @@ struct TrainOptions {
 /// adapter_best.nsa / adapter_last.nsa (the updates alone) and checkpoint_best.pt /
 /// checkpoint_last.pt (the base with the updates merged, for `segment --model`).
 struct FinetuneOptions {
+  /// "adapter" (low-rank updates), "full" (every weight trains) or "layers" (the own weights
+  /// of the modules matching `targets` train, e.g. decoder-only) — the last two are the
+  /// baselines the adapters are compared with, and save plain checkpoints.
+  std::string mode = "adapter";
   std::string base_checkpoint;
   adapters::AdapterOptions adapter;
   std::vector<std::string> targets{"*"};

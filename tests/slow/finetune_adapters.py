@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`neuroseg finetune` with every adapter kind on a "new site" (inverted contrast) after a base
+"""`neuroseg finetune` (and `neuroseg adapt`, source-free) with every adapter kind on a "new site" (inverted contrast) after a base
 training, then `segment --adapter` / `--adapter-csv`: adapter files are kilobytes, the base
 checkpoint is untouched, segmenting with base + adapter equals segmenting with the merged
 checkpoint, a per-case CSV applies adapters case by case, and an adapter made for other base
@@ -119,6 +119,25 @@ try:
              os.path.join(tmp, "bad2")])
     check(r.returncode != 0 and "matches no" in r.stderr and len(r.stderr.strip().splitlines()) == 1,
           "--target matching nothing: " + r.stderr.strip()[:160])
+    # Source-free adaptation: every method runs on unlabelled target images and records itself.
+    import torch
+    targets = os.path.join(tmp, "targets")
+    os.makedirs(targets)
+    for img, _ in b:
+        shutil.copy(img, targets)
+    for method, extra in [("none", []), ("tent", []), ("entropy-kl", ["--overestimate", "1.2"])]:
+        out = os.path.join(tmp, f"adapted_{method}.pt")
+        r = run(["adapt", "--model", base, "-i", targets, "-o", out, "--method", method, "--iterations", "4", "--threads", "1"] + extra)
+        ok = r.returncode == 0 and os.path.exists(out)
+        meta = json.loads(torch.load(out, weights_only=False)["meta"]) if ok else {}
+        check(ok and meta.get("training", {}).get("adaptation", {}).get("method") == method,
+              f"adapt --method {method}: checkpoint written with its method recorded" + ("" if ok else r.stderr[-300:]))
+    prior = os.path.join(tmp, "prior.json")
+    json.dump({"fractions": {"background": 0.9, "tumour": 0.1}}, open(prior, "w"))
+    out = os.path.join(tmp, "adapted_bad.pt")
+    r = run(["adapt", "--model", base, "-i", targets, "-o", out, "--prior", prior, "--iterations", "2"])
+    check(r.returncode != 0 and ("tumour" in r.stderr or "ball" in r.stderr) and len(r.stderr.strip().splitlines()) == 1 and not os.path.exists(out),
+          "a prior naming an unknown label: one-line error, no checkpoint: " + r.stderr.strip()[:160])
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 print(f"{failures} failure(s)")
