@@ -24,6 +24,7 @@ def main():
     ap.add_argument("--out", default="/tmp/neuroseg_finetune_table")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--ranks", type=int, nargs="+", default=[4, 16, 64])
+    ap.add_argument("--models", nargs="+", default=["unet", "plsnet"])
     a = ap.parse_args()
     rng = np.random.default_rng(0)
     dirs = {k: os.path.join(a.out, k) for k in ["source", "target_train", "target_test", "labels"]}
@@ -32,8 +33,10 @@ def main():
     src = [phantom(os.path.join(dirs["source"], f"s{i}.nii.gz"), os.path.join(dirs["labels"], f"s{i}.nii.gz"), rng, False) for i in range(8)]
     tgt = [phantom(os.path.join(dirs["target_train"], f"t{i}.nii.gz"), os.path.join(dirs["labels"], f"t{i}.nii.gz"), rng, True) for i in range(6)]
     test = [phantom(os.path.join(dirs["target_test"], f"u{i}.nii.gz"), os.path.join(dirs["labels"], f"u{i}.nii.gz"), rng, True) for i in range(6)]
-    models = {"unet": ({"channels": [8, 16, 32], "out_channels": 2}, "decoder*"),
-              "plsnet": ({"out_channels": 2}, "decoder*")}
+    # Decoder globs: the U-Net's decoder blocks; PLS-Net's dec*, skip* and head.
+    models = {"unet": ({"channels": [8, 16, 32], "out_channels": 2}, ["decoder*"]),
+              "plsnet": ({"out_channels": 2}, ["dec*", "skip*", "head"])}
+    models = {k: v for k, v in models.items() if k in a.models}
     rows = []
     for model, (args, decoder) in models.items():
         def cfg(pairs, epochs):
@@ -52,7 +55,7 @@ def main():
             run = os.path.join(a.out, f"{model}_{kind}_{rank}")
             cmd = ["finetune", "--model", source, "--adapter", kind, "--config", os.path.join(a.out, f"{model}_target.json"), "-o", run]
             if kind == "layers":
-                cmd += ["--target", decoder]
+                cmd += ["--target"] + decoder
             if rank:
                 cmd += ["--rank", str(rank), "--alpha", str(2 * rank)]
             r = sh(cmd)
