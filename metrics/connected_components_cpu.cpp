@@ -45,6 +45,10 @@
 #include <numeric>
 #include <thread>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #ifdef __linux__
 #include <sys/mman.h>
 #endif
@@ -62,18 +66,28 @@ struct Run {
 };
 
 // A backward neighbour row of row (z, y) is (z + dz, y + dy); `widen` = 1 when runs that
-// touch only diagonally along x connect.
+// touch only diagonally along x connect. `covered`: the pairs found at a voxel p = (x, y, z)
+// whose E = (x, y, z - 1) (kE) or also K = (x, y - 1, z) (kEK) holds p's value are left out,
+// because every voxel of that row touching p also touches E (or K) under the connectivity
+// (see row_pairs). The E row always unites, K is covered by E only.
+enum Cover { kNone = 0, kE = 1, kEK = 2 };
+
 struct RowLink {
   int dz, dy, widen;
+  Cover covered;
 };
 
 int row_links(int connectivity, RowLink* links) {
   switch (connectivity) {
-    case 4: links[0] = {0, -1, 0}; return 1;
-    case 8: links[0] = {0, -1, 1}; return 1;
-    case 6: links[0] = {0, -1, 0}, links[1] = {-1, 0, 0}; return 2;
-    case 18: links[0] = {0, -1, 1}, links[1] = {-1, -1, 0}, links[2] = {-1, 0, 1}, links[3] = {-1, 1, 0}; return 4;
-    default: links[0] = {0, -1, 1}, links[1] = {-1, -1, 1}, links[2] = {-1, 0, 1}, links[3] = {-1, 1, 1}; return 4;
+    case 4: links[0] = {0, -1, 0, kNone}; return 1;
+    case 8: links[0] = {0, -1, 1, kNone}; return 1;
+    case 6: links[0] = {-1, 0, 0, kNone}, links[1] = {0, -1, 0, kNone}; return 2;
+    case 18:
+      links[0] = {-1, 0, 1, kNone}, links[1] = {0, -1, 1, kNone}, links[2] = {-1, -1, 0, kEK}, links[3] = {-1, 1, 0, kE};
+      return 4;
+    default:
+      links[0] = {-1, 0, 1, kNone}, links[1] = {0, -1, 1, kE}, links[2] = {-1, -1, 1, kEK}, links[3] = {-1, 1, 1, kE};
+      return 4;
   }
 }
 
@@ -135,6 +149,19 @@ inline void unite(I* parent, I a, I b) {
   else if (b < a) parent[a] = b;
 }
 
+// Without -mpopcnt (our default x86-64 build) __builtin_popcountll is a libgcc call that
+// cost a third of the labelling time on noise; the SWAR count is inline and branch-free.
+inline uint32_t popcount64(uint64_t v) {
+#if defined(__x86_64__) && !defined(__POPCNT__)
+  v = v - ((v >> 1) & 0x5555555555555555ULL);
+  v = (v & 0x3333333333333333ULL) + ((v >> 2) & 0x3333333333333333ULL);
+  v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+  return static_cast<uint32_t>((v * 0x0101010101010101ULL) >> 56);
+#else
+  return static_cast<uint32_t>(__builtin_popcountll(v));
+#endif
+}
+
 // Bit i of the result is set when byte i of `cur` differs from byte i of `prev` (SWAR).
 inline uint64_t changed_bytes(uint64_t cur, uint64_t prev) {
   const uint64_t d = cur ^ prev;
@@ -142,24 +169,52 @@ inline uint64_t changed_bytes(uint64_t cur, uint64_t prev) {
   return ((high >> 7) * 0x0102040810204080ULL) >> 56;  // gathers the 8 flags into one byte
 }
 
+#if defined(__SSE2__)
+// Bit i set when a[i] == b[i], i < 16: one compare and one movemask (SSE2 is baseline x86-64).
+inline uint64_t equal16(const void* a, const void* b) {
+  const __m128i u = _mm_loadu_si128(static_cast<const __m128i*>(a));
+  const __m128i v = _mm_loadu_si128(static_cast<const __m128i*>(b));
+  return static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(u, v)));
+}
+#endif
+
+// Bit i set when byte a[i] == b[i], i < 8.
+inline uint64_t equal8(const void* a, const void* b) {
+  uint64_t u, v;
+  std::memcpy(&u, a, 8);
+  std::memcpy(&v, b, 8);
+  return ~changed_bytes(u, v) & 0xffULL;
+}
+
+// Bit i set when a[x + i] == b[x + i + d], for the i in [i0, count) with x + i + d + 16 (8)
+// <= W, 16 (8) at a time for 1-byte types; returns the first i it did not do.
+template <typename T>
+inline int32_t equal_chunks(const T* a, const T* b, int32_t x, int32_t i0, int32_t count, int32_t d, int32_t W,
+                            uint64_t& m) {
+  int32_t i = i0;
+  if constexpr (sizeof(T) == 1) {
+#if defined(__SSE2__)
+    for (; i + 16 <= count && x + i + d + 16 <= W; i += 16) m |= equal16(a + x + i, b + x + i + d) << i;
+#endif
+    for (; i + 8 <= count && x + i + d + 8 <= W; i += 8) m |= equal8(a + x + i, b + x + i + d) << i;
+  }
+  return i;
+}
+
 // Bit i set when row[x + i] != row[x + i - 1] (row[-1] = 0), for i < count <= 64.
 template <typename T>
 inline uint64_t change_mask(const T* row, int32_t x, int32_t count) {
   uint64_t m = 0;
   int32_t i = 0;
-  if constexpr (sizeof(T) == 1) {
-    for (; i + 8 <= count; i += 8) {
-      uint64_t cur, prev;
-      std::memcpy(&cur, row + x + i, 8);
-      if (x + i > 0) std::memcpy(&prev, row + x + i - 1, 8);
-      else prev = cur << 8;
-      m |= changed_bytes(cur, prev) << i;
-    }
+  if (x == 0) {
+    m = row[0] != T(0);
+    i = 1;
   }
-  for (; i < count; ++i) {
-    const T before = x + i > 0 ? row[x + i - 1] : T(0);
-    m |= static_cast<uint64_t>(row[x + i] != before) << i;
-  }
+  uint64_t same = 0;
+  const int32_t done = equal_chunks(row, row, x, i, count, -1, x + count, same);
+  const uint64_t span = done == 64 ? ~uint64_t(0) : (uint64_t(1) << done) - 1;
+  m |= ~same & span & ~((uint64_t(1) << i) - 1);
+  for (i = done; i < count; ++i) m |= static_cast<uint64_t>(row[x + i] != row[x + i - 1]) << i;
   return m;
 }
 
@@ -184,41 +239,181 @@ inline int32_t extract_runs(const T* row, int32_t W, Run* out) {
   return n + open;
 }
 
-// Appends to `pairs` the (a, b) id pairs of touching runs of equal value: run a[i] (id
-// a_first + i) of row `arow`, run b[k] (id b_first + k) of row `brow`. With each run
-// extended by kWiden on the right, a[i] and b[k] touch when their extents overlap; a merge
-// step tests (i, k) and moves past the run that ends first (a on a tie: the next b starts
-// at or after a's end). Widened, two runs of different values may abut in both rows, so
-// on a tie a[i] is also tested against b[k + 1], which may start exactly at a's end.
-template <int kWiden, typename T>
-inline int32_t touching_pairs(const Run* a, int32_t na, const T* arow, uint32_t a_first, const Run* b, int32_t nb,
-                              const T* brow, uint32_t b_first, uint32_t* pairs) {
-  int32_t i = 0, k = 0, n = 0;
-  while (i < na && k < nb) {
-    const Run ra = a[i], rb = b[k];
-    const T v = arow[ra.x0];
-    pairs[2 * n] = a_first + i;
-    pairs[2 * n + 1] = b_first + k;
-    n += (rb.x0 < ra.x1 + kWiden) & (ra.x0 < rb.x1 + kWiden) & (v == brow[rb.x0]);
-    if constexpr (kWiden == 1) {
-      const int32_t k1 = k + (k + 1 < nb);
-      const Run rc = b[k1];
-      pairs[2 * n] = a_first + i;
-      pairs[2 * n + 1] = b_first + k1;
-      n += (k1 != k) & (ra.x1 == rb.x1) & (rc.x0 == ra.x1) & (v == brow[rc.x0]);
+// Bit i set when a[x + i] == b[x + i], for i < count <= 64.
+template <typename T>
+inline uint64_t equal_mask(const T* a, const T* b, int32_t x, int32_t count) {
+  uint64_t m = 0;
+  int32_t i = equal_chunks(a, b, x, 0, count, 0, x + count, m);
+  for (; i < count; ++i) m |= static_cast<uint64_t>(a[x + i] == b[x + i]) << i;
+  return m;
+}
+
+// Bit i set when a[x + i] == b[x + i + d] (d = -1 or 1), for i < count <= 64; 0 where
+// x + i + d falls outside [0, W).
+template <typename T>
+inline uint64_t equal_shifted_mask(const T* a, const T* b, int32_t x, int32_t count, int32_t d, int32_t W) {
+  uint64_t m = 0;
+  int32_t i = equal_chunks(a, b, x, x + d < 0 ? 1 : 0, count, d, W, m);
+  for (; i < count; ++i) {
+    const int32_t j = x + i + d;
+    m |= static_cast<uint64_t>(j >= 0 && j < W && a[x + i] == b[j]) << i;
+  }
+  return m;
+}
+
+// Bit i set when row[x + i] != 0, for i < count <= 64.
+template <typename T>
+inline uint64_t nonzero_mask(const T* row, int32_t x, int32_t count) {
+  uint64_t m = 0;
+  int32_t i = 0;
+  if constexpr (sizeof(T) == 1) {
+    static const uint8_t zeros[16] = {};
+#if defined(__SSE2__)
+    for (; i + 16 <= count; i += 16) m |= (~equal16(row + x + i, zeros) & 0xffffULL) << i;
+#endif
+    for (; i + 8 <= count; i += 8) m |= (~equal8(row + x + i, zeros) & 0xffULL) << i;
+  }
+  for (; i < count; ++i) m |= static_cast<uint64_t>(row[x + i] != T(0)) << i;
+  return m;
+}
+
+// One row as bit masks, 64 voxels a word, bits past W clear: non-zero voxels, first and last
+// voxels of runs, and rank[w] = runs starting before word w (rank[words] = the row's runs),
+// so that the run holding voxel x is found with one popcount.
+struct RowBits {
+  uint64_t* fg;
+  uint64_t* start;
+  uint64_t* end;
+  uint32_t* rank;
+};
+
+template <typename T>
+inline uint32_t row_bits(const T* row, int32_t W, int32_t words, RowBits b) {
+  uint64_t next_change = 0;  // bit 0: a change at the first voxel of the next word (or past W)
+  for (int32_t w = words - 1; w >= 0; --w) {
+    const int32_t x = w * 64, count = std::min(64, W - x);
+    const uint64_t fg = nonzero_mask(row, x, count), change = change_mask(row, x, count);
+    const uint64_t after = (change >> 1) | (count == 64 ? next_change << 63 : uint64_t(1) << (count - 1));
+    b.fg[w] = fg;
+    b.start[w] = fg & change;
+    b.end[w] = fg & after;
+    next_change = change & 1;
+  }
+  uint32_t n = 0;
+  for (int32_t w = 0; w < words; ++w) {
+    b.rank[w] = n;
+    n += popcount64(b.start[w]);
+  }
+  b.rank[words] = n;
+  return n;
+}
+
+// Index in its row of the run holding voxel x.
+inline uint32_t run_at(const RowBits& b, int32_t x) {
+  const int32_t w = x >> 6;
+  return b.rank[w] + popcount64(b.start[w] & (~uint64_t(0) >> (63 - (x & 63)))) - 1;
+}
+
+// Appends to `pairs` the (a, b) id pairs of touching runs of equal value between row `arow`
+// (bits A, first run id a_first) and the backward row `brow` (B, b_first): at most one pair
+// per two runs, found with word operations and no per-run branch.
+//   - runs overlapping in x: M = A.fg & (arow == brow) is set where both hold the same value;
+//     each stretch of M within one run of each row is one pair, found at its first voxel
+//     (a set bit of M whose left neighbour is clear or where a run of either row starts);
+//   - widened, runs meeting only at a corner: the last voxel of a run of `arow` next to the
+//     first voxel of a run of `brow` (or the other way round), when their values are equal.
+// `skip` (nullable): voxels of `arow` whose (x, y, z - 1) neighbour holds their value. When
+// the link is `covered` a pair found at such a voxel is redundant: both of the voxel's
+// neighbours, the one in `brow` and (x, y, z - 1), are neighbours of each other, hold the
+// same value, and were united when the later of the two was labelled. This is the 3D
+// decision-tree argument of Wu, Otoo & Suzuki 2009 (and of cc3d's scan) applied to runs;
+// on smooth multi-label volumes (z - 1 agrees almost everywhere) it removes most unions.
+template <typename T>
+inline int32_t row_pairs(const T* arow, const RowBits& A, uint32_t a_first, const T* brow, const RowBits& B,
+                         uint32_t b_first, int32_t W, int32_t words, int widen, const uint64_t* skip, uint32_t* pairs) {
+  int32_t n = 0;
+  uint64_t carry = 0;
+  for (int32_t w = 0; w < words; ++w) {
+    if (A.fg[w] == 0) {  // no voxel of `arow` here, so no pair
+      carry = 0;
+      continue;
     }
-    const bool next_a = ra.x1 <= rb.x1;
-    i += next_a;
-    k += !next_a;
+    const int32_t x = w * 64, count = std::min(64, W - x);
+    const uint64_t m = A.fg[w] & equal_mask(arow, brow, x, count);
+    uint64_t first = m & (~((m << 1) | carry) | A.start[w] | B.start[w]);
+    carry = m >> 63;
+    const uint64_t keep = skip != nullptr ? ~skip[w] : ~uint64_t(0);
+    first &= keep;
+    while (first != 0) {
+      const int32_t v = x + __builtin_ctzll(first);
+      first &= first - 1;
+      pairs[2 * n] = a_first + run_at(A, v);
+      pairs[2 * n + 1] = b_first + run_at(B, v);
+      ++n;
+    }
+    if (widen) {
+      const uint64_t b_start_right = (B.start[w] >> 1) | (w + 1 < words ? B.start[w + 1] << 63 : 0);
+      const uint64_t b_end_left = (B.end[w] << 1) | (w > 0 ? B.end[w - 1] >> 63 : 0);
+      uint64_t right = A.end[w] & b_start_right & keep, left = A.start[w] & b_end_left & keep;
+      // Most corner candidates of a multi-label volume hold different values: one word test
+      // drops them before any rank is looked up.
+      if (right != 0) right &= equal_shifted_mask(arow, brow, x, count, 1, W);
+      if (left != 0) left &= equal_shifted_mask(arow, brow, x, count, -1, W);
+      while (right != 0) {
+        const int32_t v = x + __builtin_ctzll(right);
+        right &= right - 1;
+        pairs[2 * n] = a_first + run_at(A, v);
+        pairs[2 * n + 1] = b_first + run_at(B, v + 1);
+        ++n;
+      }
+      while (left != 0) {
+        const int32_t v = x + __builtin_ctzll(left);
+        left &= left - 1;
+        pairs[2 * n] = a_first + run_at(A, v);
+        pairs[2 * n + 1] = b_first + run_at(B, v - 1);
+        ++n;
+      }
+    }
   }
   return n;
 }
 
+// Storage for the bits of `rows` rows.
+struct BitsRing {
+  int32_t words = 0;
+  std::vector<uint64_t> masks;
+  std::vector<uint32_t> ranks;
+  BitsRing(int64_t rows, int32_t w) : words(w), masks(static_cast<size_t>(rows) * 3 * w), ranks(static_cast<size_t>(rows) * (w + 1)) {}
+  RowBits at(int64_t slot) {
+    uint64_t* m = masks.data() + slot * 3 * words;
+    return {m, m + words, m + 2 * words, ranks.data() + slot * (words + 1)};
+  }
+};
+
+// Voxels of row r that agree with E = (x, y, z - 1) (cover[0..words)) and with E or
+// K = (x, y - 1, z) (cover[words..2 words)), for the `covered` links; false when no link of
+// the connectivity is covered.
 template <typename T>
-inline int32_t touching_pairs(int32_t widen, const Run* a, int32_t na, const T* arow, uint32_t a_first, const Run* b,
-                              int32_t nb, const T* brow, uint32_t b_first, uint32_t* pairs) {
-  return widen ? touching_pairs<1>(a, na, arow, a_first, b, nb, brow, b_first, pairs)
-               : touching_pairs<0>(a, na, arow, a_first, b, nb, brow, b_first, pairs);
+inline bool cover_masks(const T* in, int64_t r, int64_t H, int64_t W, int32_t words, const RowLink* links, int nlinks,
+                        const RowBits& A, uint64_t* cover) {
+  bool any = false;
+  for (int q = 0; q < nlinks; ++q) any = any || links[q].covered != kNone;
+  if (!any) return false;
+  const T* row = in + r * W;
+  const bool has_e = r >= H, has_k = r % H > 0;
+  for (int32_t w = 0; w < words; ++w) {
+    const int32_t x = w * 64, count = std::min<int32_t>(64, static_cast<int32_t>(W) - x);
+    const uint64_t e = has_e && A.fg[w] != 0 ? A.fg[w] & equal_mask(row, row - H * W, x, count) : 0;
+    const uint64_t k = has_k && A.fg[w] != 0 ? A.fg[w] & equal_mask(row, row - W, x, count) : 0;
+    cover[w] = e;
+    cover[words + w] = e | k;
+  }
+  return true;
+}
+
+inline const uint64_t* cover_of(const RowLink& l, bool covering, const uint64_t* cover, int32_t words) {
+  if (!covering || l.covered == kNone) return nullptr;
+  return l.covered == kE ? cover : cover + words;
 }
 
 // Fills o[run.x0, run.x1) with `label`; the row was zeroed and runs come left to right, so
@@ -264,9 +459,9 @@ template <typename T>
 void scan_slab(const T* in, int64_t H, int64_t W, const RowLink* links, int nlinks, bool number, Slab& s) {
   const int64_t rows = s.row1 - s.row0;
   const int64_t slots = H + 2;  // rows back to (z - 1, y - 1), plus the current one
-  const int32_t w32 = static_cast<int32_t>(W);
-  Array<Run> ring(static_cast<size_t>(slots * (W + 1)));
-  std::vector<int32_t> ring_count(slots, 0);
+  const int32_t w32 = static_cast<int32_t>(W), words = static_cast<int32_t>((W + 63) / 64);
+  BitsRing ring(slots, words);
+  std::vector<uint64_t> cover(2 * words);
   Array<uint32_t> pairs(static_cast<size_t>(nlinks) * 2 * (2 * W + 2));
   s.row_first.assign(rows + 1, 0);
   s.id.allocate(static_cast<size_t>(rows * W));
@@ -274,22 +469,22 @@ void scan_slab(const T* in, int64_t H, int64_t W, const RowLink* links, int nlin
   uint32_t next = 0;
   for (int64_t r = s.row0; r < s.row1; ++r) {
     const T* row = in + r * W;
-    const int64_t slot = r % slots;
-    Run* a = ring.data() + slot * (W + 1);
-    const int32_t na = ring_count[slot] = extract_runs(row, w32, a);
+    const RowBits A = ring.at(r % slots);
+    const uint32_t na = row_bits(row, w32, words, A);
     s.row_first[r - s.row0] = next;
-    for (int32_t i = 0; i < na; ++i) parent[next + i] = next + i;
+    for (uint32_t i = 0; i < na; ++i) parent[next + i] = next + i;
     if (na > 0) {
       const int64_t z = r / H, y = r % H;
+      const bool covering = cover_masks(in, r, H, W, words, links, nlinks, A, cover.data());
       int32_t np = 0;
       for (int q = 0; q < nlinks; ++q) {
         const RowLink& l = links[q];
         if (z + l.dz < 0 || y + l.dy < 0 || y + l.dy >= H) continue;
         const int64_t rr = r + l.dz * H + l.dy;
         if (rr < s.row0) continue;  // in an earlier slab: step 2
-        const int64_t bs = rr % slots;
-        np += touching_pairs(l.widen, a, na, row, next, ring.data() + bs * (W + 1), ring_count[bs], in + rr * W,
-                             s.row_first[rr - s.row0], pairs.data() + 2 * np);
+        if (s.row_first[rr - s.row0 + 1] == s.row_first[rr - s.row0]) continue;  // no runs
+        np += row_pairs(row, A, next, in + rr * W, ring.at(rr % slots), s.row_first[rr - s.row0], w32, words, l.widen,
+                        cover_of(l, covering, cover.data(), words), pairs.data() + 2 * np);
       }
       for (int32_t p = 0; p < np; ++p) unite(parent, pairs[2 * p], pairs[2 * p + 1]);
     }
@@ -412,15 +607,17 @@ int64_t label_volume(const T* in, int64_t D, int64_t H, int64_t W, int connectiv
     }
     return lo;
   };
-  const int32_t w32 = static_cast<int32_t>(W);
-  std::vector<Run> aruns(W + 1), bruns(W + 1);
+  const int32_t w32 = static_cast<int32_t>(W), words = static_cast<int32_t>((W + 63) / 64);
+  BitsRing bits(2, words);
+  std::vector<uint64_t> cover(2 * words);
   std::vector<uint32_t> pairs(2 * (2 * W + 2));
   for (int64_t s = 1; s < S; ++s) {
     const Slab& a = slabs[s];
     for (int64_t r = a.row0; r < std::min(a.row1, a.row0 + H + 1); ++r) {
       const int64_t z = r / H, y = r % H;
-      const int32_t na = extract_runs(in + r * W, w32, aruns.data());
-      if (na == 0) continue;
+      const RowBits A = bits.at(0), B = bits.at(1);
+      if (row_bits(in + r * W, w32, words, A) == 0) continue;
+      const bool covering = cover_masks(in, r, H, W, words, links, nlinks, A, cover.data());
       const uint32_t a0 = a.row_first[r - a.row0];
       for (int q = 0; q < nlinks; ++q) {
         const RowLink& l = links[q];
@@ -429,9 +626,9 @@ int64_t label_volume(const T* in, int64_t D, int64_t H, int64_t W, int connectiv
         if (rr >= a.row0) continue;
         const int64_t bs = slab_of(rr);
         const Slab& b = slabs[bs];
-        const int32_t nb = extract_runs(in + rr * W, w32, bruns.data());
-        const int32_t np = touching_pairs(l.widen, aruns.data(), na, in + r * W, a0, bruns.data(), nb, in + rr * W,
-                                          b.row_first[rr - b.row0], pairs.data());
+        row_bits(in + rr * W, w32, words, B);
+        const int32_t np = row_pairs(in + r * W, A, a0, in + rr * W, B, b.row_first[rr - b.row0], w32, words, l.widen,
+                                     cover_of(l, covering, cover.data(), words), pairs.data());
         for (int32_t p = 0; p < np; ++p)
           unite<int64_t>(parent.data(), base[s] + a.id[pairs[2 * p]], base[bs] + b.id[pairs[2 * p + 1]]);
       }
