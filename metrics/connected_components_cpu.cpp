@@ -566,10 +566,10 @@ int64_t label_volume(const T* in, int64_t D, int64_t H, int64_t W, int connectiv
   const int nlinks = row_links(connectivity, links);
   const int64_t R = D * H;
   if (R == 0 || W == 0) return 0;
-  // One slab per thread of at least 16 rows and 2^14 voxels (below that a thread costs more
+  // One slab per thread of at least 16 rows and 2^12 voxels (below that a thread costs more
   // than it saves), and at most 2^30 voxels per slab so that run ids fit uint32.
   const int64_t max_voxels = int64_t(1) << 30;
-  int64_t S = std::max<int64_t>(1, std::min({threads, R / 16, R * W >> 14}));
+  int64_t S = std::max<int64_t>(1, std::min({threads, R / 16, R * W >> 12}));
   S = std::max(S, (R * W + max_voxels - 1) / max_voxels);
   S = std::min(S, R);
   std::vector<Slab> slabs(S);
@@ -688,7 +688,7 @@ at::Tensor comparable_values(const at::Tensor& image) {
   return x.contiguous();
 }
 
-Components connected_components_cpu(const at::Tensor& image, int connectivity, ComponentStats what) {
+Components connected_components_cpu(const at::Tensor& image, int connectivity, ComponentStats stats_wanted) {
   TORCH_CHECK(image.dim() == 3, "connected_components_cpu: expects (D, H, W)");
   const at::Tensor x = comparable_values(image.to(at::kCPU));
   const int64_t D = x.size(0), H = x.size(1), W = x.size(2);
@@ -698,7 +698,7 @@ Components connected_components_cpu(const at::Tensor& image, int connectivity, C
   int32_t* out = c.labels.data_ptr<int32_t>();
   advise_huge_pages(out, static_cast<size_t>(c.labels.numel()) * sizeof(int32_t));
   std::vector<Stats> stats;
-  std::vector<Stats>* want = what == ComponentStats::kNone ? nullptr : &stats;
+  std::vector<Stats>* want = stats_wanted == ComponentStats::kNone ? nullptr : &stats;
   const int64_t threads = at::get_num_threads();
   switch (x.scalar_type()) {
     case at::kByte: c.count = label_volume(x.data_ptr<uint8_t>(), D, H, W, connectivity, threads, out, want); break;
