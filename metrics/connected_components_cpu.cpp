@@ -423,7 +423,13 @@ inline void fill_run(int32_t* o, Run run, int32_t W, int32_t label) {
   const int32_t len = run.x1 - run.x0;
   if (len <= 8 && run.x0 + 8 <= W) {
     int32_t* p = o + run.x0;
+#if defined(__SSE2__)
+    const __m128i l = _mm_set1_epi32(label), n = _mm_set1_epi32(len);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm_and_si128(l, _mm_cmpgt_epi32(n, _mm_setr_epi32(0, 1, 2, 3))));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p + 4), _mm_and_si128(l, _mm_cmpgt_epi32(n, _mm_setr_epi32(4, 5, 6, 7))));
+#else
     for (int32_t q = 0; q < 8; ++q) p[q] = q < len ? label : 0;
+#endif
   } else {
     std::fill(o + run.x0, o + run.x1, label);
   }
