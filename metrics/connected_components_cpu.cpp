@@ -186,17 +186,26 @@ inline uint64_t equal8(const void* a, const void* b) {
   return ~changed_bytes(u, v) & 0xffULL;
 }
 
-// Bit i set when a[x + i] == b[x + i + d], for the i in [i0, count) with x + i + d + 16 (8)
-// <= W, 16 (8) at a time for 1-byte types; returns the first i it did not do.
+// Bit i set when a[x + i] == b[x + i + d] (d = -1, 0, 1), 16 (then 8) at a time for 1-byte
+// types; returns the first i it did not do. Where x + i + d falls outside [0, W) the byte
+// compared is 0 (callers that need "not equal" there clear those bits): the one chunk that
+// would read b[-1] or b[W] loads b[x + i ..] and shifts it by a byte instead.
 template <typename T>
-inline int32_t equal_chunks(const T* a, const T* b, int32_t x, int32_t i0, int32_t count, int32_t d, int32_t W,
-                            uint64_t& m) {
-  int32_t i = i0;
+inline int32_t equal_chunks(const T* a, const T* b, int32_t x, int32_t count, int32_t d, int32_t W, uint64_t& m) {
+  int32_t i = 0;
   if constexpr (sizeof(T) == 1) {
 #if defined(__SSE2__)
-    for (; i + 16 <= count && x + i + d + 16 <= W; i += 16) m |= equal16(a + x + i, b + x + i + d) << i;
+    for (; i + 16 <= count; i += 16) {
+      const __m128i u = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + x + i));
+      const int32_t j = x + i + d;
+      __m128i v;
+      if (j >= 0 && j + 16 <= W) v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + j));
+      else if (j < 0) v = _mm_slli_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + x + i)), 1);
+      else v = _mm_srli_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + x + i)), 1);
+      m |= static_cast<uint64_t>(static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(u, v)))) << i;
+    }
 #endif
-    for (; i + 8 <= count && x + i + d + 8 <= W; i += 8) m |= equal8(a + x + i, b + x + i + d) << i;
+    for (; i + 8 <= count && x + i + d >= 0 && x + i + d + 8 <= W; i += 8) m |= equal8(a + x + i, b + x + i + d) << i;
   }
   return i;
 }
@@ -204,17 +213,13 @@ inline int32_t equal_chunks(const T* a, const T* b, int32_t x, int32_t i0, int32
 // Bit i set when row[x + i] != row[x + i - 1] (row[-1] = 0), for i < count <= 64.
 template <typename T>
 inline uint64_t change_mask(const T* row, int32_t x, int32_t count) {
-  uint64_t m = 0;
-  int32_t i = 0;
-  if (x == 0) {
-    m = row[0] != T(0);
-    i = 1;
-  }
   uint64_t same = 0;
-  const int32_t done = equal_chunks(row, row, x, i, count, -1, x + count, same);
-  const uint64_t span = done == 64 ? ~uint64_t(0) : (uint64_t(1) << done) - 1;
-  m |= ~same & span & ~((uint64_t(1) << i) - 1);
-  for (i = done; i < count; ++i) m |= static_cast<uint64_t>(row[x + i] != row[x + i - 1]) << i;
+  const int32_t done = equal_chunks(row, row, x, count, -1, x + count, same);
+  uint64_t m = ~same & (done == 64 ? ~uint64_t(0) : (uint64_t(1) << done) - 1);
+  for (int32_t i = done; i < count; ++i) {
+    const T before = x + i > 0 ? row[x + i - 1] : T(0);
+    m |= static_cast<uint64_t>(row[x + i] != before) << i;
+  }
   return m;
 }
 
@@ -243,7 +248,7 @@ inline int32_t extract_runs(const T* row, int32_t W, Run* out) {
 template <typename T>
 inline uint64_t equal_mask(const T* a, const T* b, int32_t x, int32_t count) {
   uint64_t m = 0;
-  int32_t i = equal_chunks(a, b, x, 0, count, 0, x + count, m);
+  int32_t i = equal_chunks(a, b, x, count, 0, x + count, m);
   for (; i < count; ++i) m |= static_cast<uint64_t>(a[x + i] == b[x + i]) << i;
   return m;
 }
@@ -253,11 +258,13 @@ inline uint64_t equal_mask(const T* a, const T* b, int32_t x, int32_t count) {
 template <typename T>
 inline uint64_t equal_shifted_mask(const T* a, const T* b, int32_t x, int32_t count, int32_t d, int32_t W) {
   uint64_t m = 0;
-  int32_t i = equal_chunks(a, b, x, x + d < 0 ? 1 : 0, count, d, W, m);
+  int32_t i = equal_chunks(a, b, x, count, d, W, m);
   for (; i < count; ++i) {
     const int32_t j = x + i + d;
     m |= static_cast<uint64_t>(j >= 0 && j < W && a[x + i] == b[j]) << i;
   }
+  if (x + d < 0) m &= ~uint64_t(1);                           // b[-1]
+  if (x + count + d > W) m &= ~(uint64_t(1) << (count - 1));  // b[W]
   return m;
 }
 
