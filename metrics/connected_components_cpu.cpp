@@ -149,19 +149,6 @@ inline void unite(I* parent, I a, I b) {
   else if (b < a) parent[a] = b;
 }
 
-// Without -mpopcnt (our default x86-64 build) __builtin_popcountll is a libgcc call that
-// cost a third of the labelling time on noise; the SWAR count is inline and branch-free.
-inline uint32_t popcount64(uint64_t v) {
-#if defined(__x86_64__) && !defined(__POPCNT__)
-  v = v - ((v >> 1) & 0x5555555555555555ULL);
-  v = (v & 0x3333333333333333ULL) + ((v >> 2) & 0x3333333333333333ULL);
-  v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
-  return static_cast<uint32_t>((v * 0x0101010101010101ULL) >> 56);
-#else
-  return static_cast<uint32_t>(__builtin_popcountll(v));
-#endif
-}
-
 // Bit i of the result is set when byte i of `cur` differs from byte i of `prev` (SWAR).
 inline uint64_t changed_bytes(uint64_t cur, uint64_t prev) {
   const uint64_t d = cur ^ prev;
@@ -285,14 +272,25 @@ inline uint64_t nonzero_mask(const T* row, int32_t x, int32_t count) {
 }
 
 // One row as bit masks, 64 voxels a word, bits past W clear: non-zero voxels, first and last
-// voxels of runs, and rank[w] = runs starting before word w (rank[words] = the row's runs),
-// so that the run holding voxel x is found with one popcount.
+// voxels of runs; rank[w] = runs starting before word w (rank[words] = the row's runs) and
+// bytes[w] = byte j: runs starting in bytes 0..j-1 of word w, so that the run holding voxel
+// x is found with two shifts and a table look-up.
 struct RowBits {
   uint64_t* fg;
   uint64_t* start;
   uint64_t* end;
+  uint64_t* bytes;
   uint32_t* rank;
 };
+
+// Set bits per byte value.
+struct ByteCounts {
+  uint8_t n[256];
+  constexpr ByteCounts() : n() {
+    for (int i = 1; i < 256; ++i) n[i] = static_cast<uint8_t>((i & 1) + n[i / 2]);
+  }
+};
+constexpr ByteCounts kByteCounts;
 
 template <typename T>
 inline uint32_t row_bits(const T* row, int32_t W, int32_t words, RowBits b) {
@@ -308,8 +306,15 @@ inline uint32_t row_bits(const T* row, int32_t W, int32_t words, RowBits b) {
   }
   uint32_t n = 0;
   for (int32_t w = 0; w < words; ++w) {
+    // Per-byte counts (SWAR), then their running sums: byte j of the product = bytes 0..j.
+    uint64_t v = b.start[w];
+    v = v - ((v >> 1) & 0x5555555555555555ULL);
+    v = (v & 0x3333333333333333ULL) + ((v >> 2) & 0x3333333333333333ULL);
+    v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+    const uint64_t sums = v * 0x0101010101010101ULL;
+    b.bytes[w] = sums << 8;
     b.rank[w] = n;
-    n += popcount64(b.start[w]);
+    n += static_cast<uint32_t>(sums >> 56);
   }
   b.rank[words] = n;
   return n;
@@ -317,8 +322,9 @@ inline uint32_t row_bits(const T* row, int32_t W, int32_t words, RowBits b) {
 
 // Index in its row of the run holding voxel x.
 inline uint32_t run_at(const RowBits& b, int32_t x) {
-  const int32_t w = x >> 6;
-  return b.rank[w] + popcount64(b.start[w] & (~uint64_t(0) >> (63 - (x & 63)))) - 1;
+  const int32_t w = x >> 6, shift = x & 56;
+  const uint32_t byte = static_cast<uint32_t>(b.start[w] >> shift) & ((2u << (x & 7)) - 1) & 0xffu;
+  return b.rank[w] + static_cast<uint32_t>((b.bytes[w] >> shift) & 0xff) + kByteCounts.n[byte] - 1;
 }
 
 // Appends to `pairs` the (a, b) id pairs of touching runs of equal value between row `arow`
@@ -390,10 +396,10 @@ struct BitsRing {
   int32_t words = 0;
   std::vector<uint64_t> masks;
   std::vector<uint32_t> ranks;
-  BitsRing(int64_t rows, int32_t w) : words(w), masks(static_cast<size_t>(rows) * 3 * w), ranks(static_cast<size_t>(rows) * (w + 1)) {}
+  BitsRing(int64_t rows, int32_t w) : words(w), masks(static_cast<size_t>(rows) * 4 * w), ranks(static_cast<size_t>(rows) * (w + 1)) {}
   RowBits at(int64_t slot) {
-    uint64_t* m = masks.data() + slot * 3 * words;
-    return {m, m + words, m + 2 * words, ranks.data() + slot * (words + 1)};
+    uint64_t* m = masks.data() + slot * 4 * words;
+    return {m, m + words, m + 2 * words, m + 3 * words, ranks.data() + slot * (words + 1)};
   }
 };
 
