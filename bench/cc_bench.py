@@ -6,11 +6,14 @@ bands: thin shells, short runs, a hard case), and the real AAL atlas
 (multi-label) and ch2bet brain mask. Prints MVx/s, the speed ratio to cc3d (> 1: neuroseg is
 faster) and whether neuroseg's labels equal cc3d's (the numbering included).
 
-neuroseg's time is the op alone (bench/bench_ops.cpp, after a warm-up); cc3d and scipy are
-timed in this process on the array neuroseg reads (x fastest: the NIfTI storage order).
+neuroseg's time is the op alone (bench/bench_ops.cpp, labels only as cc3d returns them, after
+a warm-up); cc3d and scipy are timed in this process on the array neuroseg reads (x fastest:
+the NIfTI storage order). Each contender's time is the mean over --repeats calls; with
+--rounds R the contenders take turns R times and each keeps its best round, so that a burst
+of load from other processes on a shared machine hits one round, not one contender.
 
 usage: bench/cc_bench.py [--sizes 64 128 256 [512]] [--threads 1 2] [--connectivity 6 18 26]
-                         [--device cpu] [--repeats 3] [--no-scipy]
+                         [--device cpu] [--repeats 3] [--rounds 1] [--no-scipy]
 """
 import argparse
 import json
@@ -63,6 +66,7 @@ def main():
     ap.add_argument("--connectivity", type=int, nargs="+", default=[6, 18, 26])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--no-scipy", action="store_true")
     a = ap.parse_args()
     rng = np.random.default_rng(0)
@@ -80,19 +84,24 @@ def main():
             array = np.asfortranarray(volume)
             mvox = volume.size / 1e6
             for k in a.connectivity:
-                ours, same = [], True
-                for t in a.threads:
-                    out = os.path.join(tmp, "out.nii")
-                    run = subprocess.run([BIN, "--op", "components", "--input", path, "--param", str(k), "--repeats",
-                                          str(a.repeats), "--threads", str(t), "--device", a.device, "--output", out],
-                                         check=True, capture_output=True, text=True)
-                    ours.append(json.loads(run.stdout.strip().splitlines()[-1])["seconds"])
-                    labels = np.asanyarray(nib.load(out).dataobj)
-                    same = same and np.array_equal(labels, cc3d.connected_components(array, connectivity=k))
-                cc = timed(lambda: cc3d.connected_components(array, connectivity=k), a.repeats)
-                sp = float("nan")
+                ours, same = [float("inf")] * len(a.threads), True
+                cc = sp = float("inf")
+                for round_ in range(a.rounds):
+                    for i, t in enumerate(a.threads):
+                        out = os.path.join(tmp, "out.nii")
+                        write = ["--output", out] if round_ == 0 else []
+                        run = subprocess.run([BIN, "--op", "components", "--input", path, "--param", str(k), "--repeats",
+                                              str(a.repeats), "--threads", str(t), "--device", a.device] + write,
+                                             check=True, capture_output=True, text=True)
+                        ours[i] = min(ours[i], json.loads(run.stdout.strip().splitlines()[-1])["seconds"])
+                        if round_ == 0:
+                            labels = np.asanyarray(nib.load(out).dataobj)
+                            same = same and np.array_equal(labels, cc3d.connected_components(array, connectivity=k))
+                    cc = min(cc, timed(lambda: cc3d.connected_components(array, connectivity=k), a.repeats))
                 if binary and not a.no_scipy:
                     sp = timed(lambda: ndimage.label(array, structure=scipy_structure(k)), max(1, a.repeats // 3))
+                else:
+                    sp = float("nan")
                 mismatches += not same
                 ours_txt = " ".join(f"{mvox / s:>8.1f}" for s in ours)
                 ratio_txt = " ".join(f"{cc / s:>10.2f}" for s in ours)
