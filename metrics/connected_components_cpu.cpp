@@ -61,6 +61,14 @@
 namespace neuroseg::metrics::detail {
 namespace {
 
+// The per-word helpers below must inline into the row loops: GCC left some out of line in
+// the library build (not in a standalone one), which cost a third of the time on small volumes.
+#if defined(__GNUC__)
+#define NEUROSEG_CC_INLINE inline __attribute__((always_inline))
+#else
+#define NEUROSEG_CC_INLINE inline
+#endif
+
 struct Run {
   int32_t x0, x1;  // [x0, x1)
 };
@@ -130,7 +138,7 @@ class Array {
 };
 
 template <typename I>
-inline I find_root(I* parent, I a) {
+NEUROSEG_CC_INLINE I find_root(I* parent, I a) {
   while (true) {  // path halving, writing only where it shortens the path
     const I p = parent[a];
     if (p == a) return a;
@@ -142,7 +150,7 @@ inline I find_root(I* parent, I a) {
 }
 
 template <typename I>
-inline void unite(I* parent, I a, I b) {
+NEUROSEG_CC_INLINE void unite(I* parent, I a, I b) {
   a = find_root(parent, a);
   b = find_root(parent, b);
   if (a < b) parent[b] = a;
@@ -150,7 +158,7 @@ inline void unite(I* parent, I a, I b) {
 }
 
 // Bit i of the result is set when byte i of `cur` differs from byte i of `prev` (SWAR).
-inline uint64_t changed_bytes(uint64_t cur, uint64_t prev) {
+NEUROSEG_CC_INLINE uint64_t changed_bytes(uint64_t cur, uint64_t prev) {
   const uint64_t d = cur ^ prev;
   const uint64_t high = (((d & 0x7f7f7f7f7f7f7f7fULL) + 0x7f7f7f7f7f7f7f7fULL) | d) & 0x8080808080808080ULL;
   return ((high >> 7) * 0x0102040810204080ULL) >> 56;  // gathers the 8 flags into one byte
@@ -158,7 +166,7 @@ inline uint64_t changed_bytes(uint64_t cur, uint64_t prev) {
 
 #if defined(__SSE2__)
 // Bit i set when a[i] == b[i], i < 16: one compare and one movemask (SSE2 is baseline x86-64).
-inline uint64_t equal16(const void* a, const void* b) {
+NEUROSEG_CC_INLINE uint64_t equal16(const void* a, const void* b) {
   const __m128i u = _mm_loadu_si128(static_cast<const __m128i*>(a));
   const __m128i v = _mm_loadu_si128(static_cast<const __m128i*>(b));
   return static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(u, v)));
@@ -166,7 +174,7 @@ inline uint64_t equal16(const void* a, const void* b) {
 #endif
 
 // Bit i set when byte a[i] == b[i], i < 8.
-inline uint64_t equal8(const void* a, const void* b) {
+NEUROSEG_CC_INLINE uint64_t equal8(const void* a, const void* b) {
   uint64_t u, v;
   std::memcpy(&u, a, 8);
   std::memcpy(&v, b, 8);
@@ -178,7 +186,7 @@ inline uint64_t equal8(const void* a, const void* b) {
 // compared is 0 (callers that need "not equal" there clear those bits): the one chunk that
 // would read b[-1] or b[W] loads b[x + i ..] and shifts it by a byte instead.
 template <typename T>
-inline int32_t equal_chunks(const T* a, const T* b, int32_t x, int32_t count, int32_t d, int32_t W, uint64_t& m) {
+NEUROSEG_CC_INLINE int32_t equal_chunks(const T* a, const T* b, int32_t x, int32_t count, int32_t d, int32_t W, uint64_t& m) {
   int32_t i = 0;
   if constexpr (sizeof(T) == 1) {
 #if defined(__SSE2__)
@@ -199,7 +207,7 @@ inline int32_t equal_chunks(const T* a, const T* b, int32_t x, int32_t count, in
 
 // Bit i set when row[x + i] != row[x + i - 1] (row[-1] = 0), for i < count <= 64.
 template <typename T>
-inline uint64_t change_mask(const T* row, int32_t x, int32_t count) {
+NEUROSEG_CC_INLINE uint64_t change_mask(const T* row, int32_t x, int32_t count) {
   uint64_t same = 0;
   const int32_t done = equal_chunks(row, row, x, count, -1, x + count, same);
   uint64_t m = ~same & (done == 64 ? ~uint64_t(0) : (uint64_t(1) << done) - 1);
@@ -233,7 +241,7 @@ inline int32_t extract_runs(const T* row, int32_t W, Run* out) {
 
 // Bit i set when a[x + i] == b[x + i], for i < count <= 64.
 template <typename T>
-inline uint64_t equal_mask(const T* a, const T* b, int32_t x, int32_t count) {
+NEUROSEG_CC_INLINE uint64_t equal_mask(const T* a, const T* b, int32_t x, int32_t count) {
   uint64_t m = 0;
   int32_t i = equal_chunks(a, b, x, count, 0, x + count, m);
   for (; i < count; ++i) m |= static_cast<uint64_t>(a[x + i] == b[x + i]) << i;
@@ -243,7 +251,7 @@ inline uint64_t equal_mask(const T* a, const T* b, int32_t x, int32_t count) {
 // Bit i set when a[x + i] == b[x + i + d] (d = -1 or 1), for i < count <= 64; 0 where
 // x + i + d falls outside [0, W).
 template <typename T>
-inline uint64_t equal_shifted_mask(const T* a, const T* b, int32_t x, int32_t count, int32_t d, int32_t W) {
+NEUROSEG_CC_INLINE uint64_t equal_shifted_mask(const T* a, const T* b, int32_t x, int32_t count, int32_t d, int32_t W) {
   uint64_t m = 0;
   int32_t i = equal_chunks(a, b, x, count, d, W, m);
   for (; i < count; ++i) {
@@ -257,7 +265,7 @@ inline uint64_t equal_shifted_mask(const T* a, const T* b, int32_t x, int32_t co
 
 // Bit i set when row[x + i] != 0, for i < count <= 64.
 template <typename T>
-inline uint64_t nonzero_mask(const T* row, int32_t x, int32_t count) {
+NEUROSEG_CC_INLINE uint64_t nonzero_mask(const T* row, int32_t x, int32_t count) {
   uint64_t m = 0;
   int32_t i = 0;
   if constexpr (sizeof(T) == 1) {
@@ -321,7 +329,7 @@ inline uint32_t row_bits(const T* row, int32_t W, int32_t words, RowBits b) {
 }
 
 // Index in its row of the run holding voxel x.
-inline uint32_t run_at(const RowBits& b, int32_t x) {
+NEUROSEG_CC_INLINE uint32_t run_at(const RowBits& b, int32_t x) {
   const int32_t w = x >> 6, shift = x & 56;
   const uint32_t byte = static_cast<uint32_t>(b.start[w] >> shift) & ((2u << (x & 7)) - 1) & 0xffu;
   return b.rank[w] + static_cast<uint32_t>((b.bytes[w] >> shift) & 0xff) + kByteCounts.n[byte] - 1;
@@ -432,7 +440,7 @@ inline const uint64_t* cover_of(const RowLink& l, bool covering, const uint64_t*
 // Fills o[run.x0, run.x1) with `label`; the row was zeroed and runs come left to right, so
 // what lies past the run is still 0. Short runs (noise, thin bands) take 8 fixed stores,
 // 0 past the run's end, instead of a loop whose trip count the branch predictor cannot guess.
-inline void fill_run(int32_t* o, Run run, int32_t W, int32_t label) {
+NEUROSEG_CC_INLINE void fill_run(int32_t* o, Run run, int32_t W, int32_t label) {
   const int32_t len = run.x1 - run.x0;
   if (len <= 8 && run.x0 + 8 <= W) {
     int32_t* p = o + run.x0;
@@ -455,7 +463,7 @@ struct Stats {
   int32_t z0, y0, x0, z1, y1, x1;
 };
 
-inline void add_run(Stats& s, int64_t first, int32_t z, int32_t y, Run run) {
+NEUROSEG_CC_INLINE void add_run(Stats& s, int64_t first, int32_t z, int32_t y, Run run) {
   if (s.size == 0) {
     s = {0, first, z, y, run.x0, z, y, run.x1 - 1};
   } else {
