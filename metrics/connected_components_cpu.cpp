@@ -562,8 +562,9 @@ void write_slab(const T* in, int64_t H, int64_t W, Slab& s, const int32_t* final
   if (!numbered) s.count = count;
 }
 
-// Runs fn(0) .. fn(count - 1) on `count` threads. Not at::parallel_for: that one is inline
-// OpenMP and runs serially in a translation unit compiled without -fopenmp.
+// Runs fn(0) .. fn(count - 1) on `count` threads. Not at::parallel_for: its OpenMP workers
+// spin while they wait, which on a machine shared with other processes made two threads
+// slower than one (64^3: 2.6 ms against 1.2 ms with std::thread).
 template <typename F>
 void on_threads(int64_t count, const F& fn) {
   if (count == 1) return fn(0);
