@@ -8,7 +8,8 @@ faster) and whether neuroseg's labels equal cc3d's (the numbering included).
 
 neuroseg's time is the op alone (bench/bench_ops.cpp, labels only as cc3d returns them, after
 a warm-up); cc3d and scipy are timed in this process on the array neuroseg reads (x fastest:
-the NIfTI storage order). Each contender's time is the mean over --repeats calls; with
+the NIfTI storage order). Each contender's time is the mean over --repeats calls (more on
+volumes under 2M voxels); with
 --rounds R the contenders take turns R times and each keeps its best round, so that a burst
 of load from other processes on a shared machine hits one round, not one contender.
 
@@ -83,6 +84,9 @@ def main():
             # neuroseg's (D, H, W) raster order is the NIfTI storage order: x fastest.
             array = np.asfortranarray(volume)
             mvox = volume.size / 1e6
+            # Small volumes take about a millisecond: more calls, so that both means span the
+            # same ~0.1 s and one scheduler hiccup on a shared machine does not decide the ratio.
+            reps = max(a.repeats, int(a.repeats * 2**21 / volume.size))
             for k in a.connectivity:
                 ours, same = [float("inf")] * len(a.threads), True
                 cc = sp = float("inf")
@@ -91,13 +95,13 @@ def main():
                         out = os.path.join(tmp, "out.nii")
                         write = ["--output", out] if round_ == 0 else []
                         run = subprocess.run([BIN, "--op", "components", "--input", path, "--param", str(k), "--repeats",
-                                              str(a.repeats), "--threads", str(t), "--device", a.device] + write,
+                                              str(reps), "--threads", str(t), "--device", a.device] + write,
                                              check=True, capture_output=True, text=True)
                         ours[i] = min(ours[i], json.loads(run.stdout.strip().splitlines()[-1])["seconds"])
                         if round_ == 0:
                             labels = np.asanyarray(nib.load(out).dataobj)
                             same = same and np.array_equal(labels, cc3d.connected_components(array, connectivity=k))
-                    cc = min(cc, timed(lambda: cc3d.connected_components(array, connectivity=k), a.repeats))
+                    cc = min(cc, timed(lambda: cc3d.connected_components(array, connectivity=k), reps))
                 if binary and not a.no_scipy:
                     sp = timed(lambda: ndimage.label(array, structure=scipy_structure(k)), max(1, a.repeats // 3))
                 else:

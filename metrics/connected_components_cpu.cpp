@@ -3,24 +3,31 @@
 // multi-label images, with the union-find of Wu, Otoo & Suzuki 2009 (union to the smaller
 // index, so every root is its component's first element in raster order).
 //
-// The (D, H, W) volume is D * H rows of W voxels. A run is a maximal segment [x0, x1) of one
-// row holding one non-zero value; runs are read off a bit mask of value changes, 64 voxels
-// at a time (8 per word for 1-byte dtypes), with no branch per voxel. Two runs connect when
-// their values are equal and their rows are neighbours under the connectivity, with
-// overlapping x ranges, widened by one voxel when the connectivity admits a diagonal step
-// along x:
+// The (D, H, W) volume is D * H rows of W voxels. A run is a maximal segment of one row
+// holding one non-zero value. Two runs connect when their values are equal and their rows
+// are neighbours under the connectivity, with overlapping x ranges, widened by one voxel
+// when the connectivity admits a diagonal step along x:
 //   4 (2D):  (z, y-1) exact                     8 (2D): (z, y-1) widened
 //   6:  (z, y-1), (z-1, y) exact
 //   18: (z, y-1), (z-1, y) widened; (z-1, y-1), (z-1, y+1) exact
 //   26: (z, y-1), (z-1, y-1), (z-1, y), (z-1, y+1) widened
-// The touching pairs of a row and one backward row come from one merge of the two sorted run
-// lists with no data-dependent branch (a pair is stored and the count advanced by the test's
-// value), then the pairs are united; on noise and short multi-label runs the branchy
-// alternatives mispredict on almost every run.
+// Runs are never listed in the scan: each row is kept as bit masks, 64 voxels a word (non-zero
+// voxels, first and last voxels of runs, per-byte run counts), built with SSE2 compares for
+// 1-byte dtypes. The touching pairs of a row and a backward row come from word operations
+// (row_pairs): one pair per stretch where both rows hold the same value, plus corner contacts
+// when widened; the run holding a voxel is a table look-up. On noise and on short
+// multi-label runs this has no per-run branch to mispredict, which is where run-list merges
+// and cc3d's per-voxel decision tree spend their time.
 //
-// Only the run ids (4 bytes per run) outlive a row: the runs of the last H + 2 rows sit in a
+// Fewer unions (18 and 26): as in the decision tree of Wu, Otoo & Suzuki (2009, "Optimizing
+// two-pass connected-component labeling algorithms", Pattern Anal. Appl. 12(2)), which cc3d
+// extends to 3D per voxel, a voxel whose neighbour E = (x, y, z - 1), or K = (x, y - 1, z),
+// holds its value needs no union with the other backward neighbours that E (K) touches: they
+// were united with E (K) when the later of the two was labelled. See RowLink's `covered`.
+//
+// Only the run ids (4 bytes per run) outlive a row: the masks of the last H + 2 rows sit in a
 // ring, and the output pass reads each row's runs off the input again, which costs less than
-// storing and re-reading them.
+// storing and re-reading them. Statistics are summed in that same pass, and only when asked.
 //
 // Threads: the rows are cut into one slab of consecutive rows per thread.
 //   1. (parallel) each slab labels its runs, uniting them with their backward rows inside the
@@ -32,17 +39,23 @@
 //   3. (parallel) each slab writes its rows and, when asked, sums the statistics of its local
 //      components, which are then folded into the final components (serial, one entry per
 //      local component).
-// With one slab, steps 1's numbering and 3 are one pass and step 2 vanishes. The result does
-// not depend on the slab cut, so any thread count gives the same labels.
+// With one slab, step 1's numbering and step 3 are one pass and step 2 vanishes. The result
+// does not depend on the slab cut, so any thread count gives the same labels.
 #include "metrics/connected_components.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <new>
 #include <numeric>
+#include <system_error>
 #include <thread>
 
 #if defined(__SSE2__)
@@ -343,12 +356,13 @@ NEUROSEG_CC_INLINE uint32_t run_at(const RowBits& b, int32_t x) {
 //     (a set bit of M whose left neighbour is clear or where a run of either row starts);
 //   - widened, runs meeting only at a corner: the last voxel of a run of `arow` next to the
 //     first voxel of a run of `brow` (or the other way round), when their values are equal.
-// `skip` (nullable): voxels of `arow` whose (x, y, z - 1) neighbour holds their value. When
-// the link is `covered` a pair found at such a voxel is redundant: both of the voxel's
-// neighbours, the one in `brow` and (x, y, z - 1), are neighbours of each other, hold the
-// same value, and were united when the later of the two was labelled. This is the 3D
-// decision-tree argument of Wu, Otoo & Suzuki 2009 (and of cc3d's scan) applied to runs;
-// on smooth multi-label volumes (z - 1 agrees almost everywhere) it removes most unions.
+// `skip` (nullable, for a `covered` link): voxels of `arow` whose E (or E or K) neighbour
+// holds their value. A pair found at such a voxel is redundant: the voxel's neighbour in
+// `brow` and E (K) are neighbours of each other, hold the same value, and were united when
+// the later of the two was labelled (or are united through earlier pairs, by induction
+// over raster order), while the voxel itself unites with E (K) through the E (K) row. This
+// is the decision-tree argument of Wu, Otoo & Suzuki 2009 applied to runs; on smooth
+// volumes (z - 1 agrees almost everywhere) it removes most unions of the other rows.
 template <typename T>
 inline int32_t row_pairs(const T* arow, const RowBits& A, uint32_t a_first, const T* brow, const RowBits& B,
                          uint32_t b_first, int32_t W, int32_t words, int widen, const uint64_t* skip, uint32_t* pairs) {
@@ -562,27 +576,52 @@ void write_slab(const T* in, int64_t H, int64_t W, Slab& s, const int32_t* final
   if (!numbered) s.count = count;
 }
 
-// Runs fn(0) .. fn(count - 1) on `count` threads. Not at::parallel_for: its OpenMP workers
-// spin while they wait, which on a machine shared with other processes made two threads
-// slower than one (64^3: 2.6 ms against 1.2 ms with std::thread).
+// Runs fn(0) .. fn(count - 1) on up to `count` threads. The calling thread and count - 1
+// detached helpers take tasks from a shared counter, and the caller returns once every task
+// has run: on a machine whose cores are busy with other processes a helper that is not
+// scheduled in time finds no task left, instead of the caller waiting a whole time slice for
+// it (with one slab per thread pinned, two threads were slower than one under load). A
+// helper calls fn only for a task it claimed, and the caller waits for those, so fn and what
+// it refers to outlive every call. Not at::parallel_for: its OpenMP workers spin while they
+// wait, which under the same load made two threads 2x slower than one on 64^3 volumes.
 template <typename F>
 void on_threads(int64_t count, const F& fn) {
   if (count == 1) return fn(0);
-  std::vector<std::exception_ptr> errors(count);
-  std::vector<std::thread> threads;
-  threads.reserve(count - 1);
-  auto guarded = [&](int64_t i) {
-    try {
-      fn(i);
-    } catch (...) {
-      errors[i] = std::current_exception();
+  struct Job {
+    std::atomic<int64_t> next{0};
+    int64_t count = 0, done = 0;  // done: under `mutex`
+    std::mutex mutex;
+    std::condition_variable finished;
+    std::exception_ptr error;
+    std::function<void(int64_t)> task;
+    void work() {
+      for (int64_t i = next.fetch_add(1); i < count; i = next.fetch_add(1)) {
+        std::exception_ptr e;
+        try {
+          task(i);
+        } catch (...) {
+          e = std::current_exception();
+        }
+        const std::lock_guard<std::mutex> lock(mutex);
+        if (e && !error) error = e;
+        if (++done == count) finished.notify_all();
+      }
     }
   };
-  for (int64_t i = 1; i < count; ++i) threads.emplace_back(guarded, i);
-  guarded(0);
-  for (std::thread& t : threads) t.join();
-  for (const std::exception_ptr& e : errors)
-    if (e) std::rethrow_exception(e);
+  auto job = std::make_shared<Job>();
+  job->count = count;
+  job->task = [&fn](int64_t i) { fn(i); };
+  for (int64_t t = 1; t < count; ++t) {
+    try {
+      std::thread([job] { job->work(); }).detach();
+    } catch (const std::system_error&) {
+      break;  // no thread to be had: the caller runs the rest
+    }
+  }
+  job->work();
+  std::unique_lock<std::mutex> lock(job->mutex);
+  job->finished.wait(lock, [&] { return job->done == job->count; });
+  if (job->error) std::rethrow_exception(job->error);
 }
 
 // Labels a (D, H, W) volume into `out` with `threads` slabs; returns the component count
