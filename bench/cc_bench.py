@@ -13,12 +13,18 @@ volumes under 2M voxels); with
 --rounds R the contenders take turns R times and each keeps its best round, so that a burst
 of load from other processes on a shared machine hits one round, not one contender.
 
+--cpu-time adds the ratio of CPU times (user + system) at one thread: neuroseg's from its
+process's usage with --repeats N minus that with 0 (start, reading, warm-up), cc3d's from
+this process. Unlike the wall-clock ratios it hardly moves when other processes share the
+cores, which on a busy 2-core machine can halve either contender's wall-clock speed.
+
 usage: bench/cc_bench.py [--sizes 64 128 256 [512]] [--threads 1 2] [--connectivity 6 18 26]
-                         [--device cpu] [--repeats 3] [--rounds 1] [--no-scipy]
+                         [--device cpu] [--repeats 3] [--rounds 1] [--cpu-time] [--no-scipy]
 """
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -56,6 +62,22 @@ def timed(fn, repeats):
     return (time.perf_counter() - t0) / repeats
 
 
+def cpu_timed(fn, repeats):
+    fn()
+    t0 = time.process_time()
+    for _ in range(repeats):
+        fn()
+    return (time.process_time() - t0) / repeats
+
+
+def child_cpu(cmd):
+    """CPU seconds (user + system) the command's process used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def scipy_structure(connectivity):
     return ndimage.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
 
@@ -68,6 +90,7 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--cpu-time", action="store_true")
     ap.add_argument("--no-scipy", action="store_true")
     a = ap.parse_args()
     rng = np.random.default_rng(0)
@@ -75,7 +98,8 @@ def main():
     ours_cols = " ".join(f"{'ns ' + str(t) + 't':>8}" for t in a.threads)
     ratio_cols = " ".join(f"{'x cc3d ' + str(t) + 't':>10}" for t in a.threads)
     print(f"MVx/s; device {a.device}; ns = neuroseg, t = threads (cc3d and scipy: 1 thread)")
-    print(f"{'case':26} {'conn':>4} {ours_cols} {'cc3d':>8} {'scipy':>8} {ratio_cols}  same as cc3d")
+    cpu_col = f" {'cpu x 1t':>9}" if a.cpu_time else ""
+    print(f"{'case':26} {'conn':>4} {ours_cols} {'cc3d':>8} {'scipy':>8} {ratio_cols}{cpu_col}  same as cc3d")
     mismatches = 0
     try:
         for name, volume, binary in cases(a.sizes, rng):
@@ -89,8 +113,13 @@ def main():
             reps = max(a.repeats, int(a.repeats * 2**21 / volume.size))
             for k in a.connectivity:
                 ours, same = [float("inf")] * len(a.threads), True
-                cc = sp = float("inf")
+                cc = sp = ours_cpu = cc_cpu = float("inf")
                 for round_ in range(a.rounds):
+                    if a.cpu_time:
+                        cmd = [BIN, "--op", "components", "--input", path, "--param", str(k), "--threads", "1",
+                               "--device", a.device, "--repeats"]
+                        ours_cpu = min(ours_cpu, (child_cpu(cmd + [str(reps)]) - child_cpu(cmd + ["0"])) / reps)
+                        cc_cpu = min(cc_cpu, cpu_timed(lambda: cc3d.connected_components(array, connectivity=k), reps))
                     for i, t in enumerate(a.threads):
                         out = os.path.join(tmp, "out.nii")
                         write = ["--output", out] if round_ == 0 else []
@@ -109,7 +138,8 @@ def main():
                 mismatches += not same
                 ours_txt = " ".join(f"{mvox / s:>8.1f}" for s in ours)
                 ratio_txt = " ".join(f"{cc / s:>10.2f}" for s in ours)
-                print(f"{name:26} {k:>4} {ours_txt} {mvox / cc:>8.1f} {mvox / sp:>8.1f} {ratio_txt}  "
+                cpu_txt = f" {cc_cpu / ours_cpu:>9.2f}" if a.cpu_time else ""
+                print(f"{name:26} {k:>4} {ours_txt} {mvox / cc:>8.1f} {mvox / sp:>8.1f} {ratio_txt}{cpu_txt}  "
                       f"{'yes' if same else 'NO'}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
