@@ -74,8 +74,8 @@
 namespace neuroseg::metrics::detail {
 namespace {
 
-// The per-word helpers below must inline into the row loops: GCC left some out of line in
-// the library build (not in a standalone one), which cost a third of the time on small volumes.
+// The per-word helpers below must inline into the row loops: GCC left some of them out of
+// line in the library build (PCH, -fopenmp), though not in a standalone build of this code.
 #if defined(__GNUC__)
 #define NEUROSEG_CC_INLINE inline __attribute__((always_inline))
 #else
@@ -369,7 +369,10 @@ inline int32_t row_pairs(const T* arow, const RowBits& A, uint32_t a_first, cons
   int32_t n = 0;
   uint64_t carry = 0;
   for (int32_t w = 0; w < words; ++w) {
-    if (A.fg[w] == 0) {  // no voxel of `arow` here, so no pair
+    const uint64_t keep = skip != nullptr ? ~skip[w] : ~uint64_t(0);
+    if ((A.fg[w] & keep) == 0) {
+      // No voxel of `arow` here, or all covered: no pair. Forgetting the stretch that may
+      // cross into the next word costs at most one repeated pair there.
       carry = 0;
       continue;
     }
@@ -377,7 +380,6 @@ inline int32_t row_pairs(const T* arow, const RowBits& A, uint32_t a_first, cons
     const uint64_t m = A.fg[w] & equal_mask(arow, brow, x, count);
     uint64_t first = m & (~((m << 1) | carry) | A.start[w] | B.start[w]);
     carry = m >> 63;
-    const uint64_t keep = skip != nullptr ? ~skip[w] : ~uint64_t(0);
     first &= keep;
     while (first != 0) {
       const int32_t v = x + __builtin_ctzll(first);
