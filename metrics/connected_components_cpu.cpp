@@ -635,10 +635,10 @@ int64_t label_volume(const T* in, int64_t D, int64_t H, int64_t W, int connectiv
   const int nlinks = row_links(connectivity, links);
   const int64_t R = D * H;
   if (R == 0 || W == 0) return 0;
-  // One slab per thread of at least 16 rows and 2^12 voxels (below that a thread costs more
-  // than it saves), and at most 2^30 voxels per slab so that run ids fit uint32.
+  // One slab per thread of at least 16 rows and cc_min_slab_voxels voxels, and at most 2^30
+  // voxels per slab so that run ids fit uint32.
   const int64_t max_voxels = int64_t(1) << 30;
-  int64_t S = std::max<int64_t>(1, std::min({threads, R / 16, R * W >> 12}));
+  int64_t S = std::max<int64_t>(1, std::min({threads, R / 16, R * W / std::max<int64_t>(cc_min_slab_voxels, 1)}));
   S = std::max(S, (R * W + max_voxels - 1) / max_voxels);
   S = std::min(S, R);
   std::vector<Slab> slabs(S);
@@ -742,6 +742,8 @@ int64_t label_volume(const T* in, int64_t D, int64_t H, int64_t W, int connectiv
 }
 
 }  // namespace
+
+int64_t cc_min_slab_voxels = int64_t(1) << 18;
 
 at::Tensor comparable_values(const at::Tensor& image) {
   at::Tensor x = image;

@@ -127,6 +127,13 @@ struct ThreadCount {
   int saved;
 };
 
+// Small CPU slabs, so that these small volumes are cut into one slab per thread (the seams).
+struct SmallSlabs {
+  SmallSlabs() : saved(metrics::detail::cc_min_slab_voxels) { metrics::detail::cc_min_slab_voxels = 1 << 10; }
+  ~SmallSlabs() { metrics::detail::cc_min_slab_voxels = saved; }
+  int64_t saved;
+};
+
 }  // namespace
 
 TEST_SUITE("metrics_components") {
@@ -259,6 +266,7 @@ TEST_SUITE("metrics_components") {
   }
 
   TEST_CASE("random volumes equal a flood fill, for every connectivity and thread count") {
+    const SmallSlabs small_slabs;
     at::manual_seed(7);
     const std::vector<std::vector<int64_t>> shapes = {{13, 17, 19}, {1, 40, 33}, {2, 1, 50}, {20, 3, 1}, {31, 8, 9}, {4, 30, 7}};
     for (const auto& shape : shapes) {
@@ -289,10 +297,11 @@ TEST_SUITE("metrics_components") {
   }
 
   TEST_CASE("several slabs, several words per row, abutting labels: equal to a flood fill") {
-    // Large enough for the CPU twin to cut 2..8 slabs (the seams; with {4, 100, 64} a slab is
-    // thinner than a plane, so z - 1 rows lie two slabs back), rows of 1..3 words of 64 voxels
-    // (with and without a partial last word), and without background, where runs of
-    // different values abut in every row and corner contacts decide the widened links.
+    // Cut into 2..8 slabs (the seams; with {4, 100, 64} a slab is thinner than a plane, so
+    // z - 1 rows lie two slabs back), rows of 1..3 words of 64 voxels (with and without a
+    // partial last word), and without background, where runs of different values abut in
+    // every row and corner contacts decide the widened links.
+    const SmallSlabs small_slabs;
     at::manual_seed(11);
     const std::vector<std::vector<int64_t>> shapes = {{24, 21, 70}, {6, 40, 130}, {30, 30, 64}, {4, 100, 64}};
     for (const auto& shape : shapes) {
