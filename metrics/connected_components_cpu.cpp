@@ -104,10 +104,12 @@ int row_links(int connectivity, RowLink* links) {
     case 8: links[0] = {0, -1, 1, kNone}; return 1;
     case 6: links[0] = {-1, 0, 0, kNone}, links[1] = {0, -1, 0, kNone}; return 2;
     case 18:
-      links[0] = {-1, 0, 1, kNone}, links[1] = {0, -1, 1, kNone}, links[2] = {-1, -1, 0, kEK}, links[3] = {-1, 1, 0, kE};
+      links[0] = {-1, 0, 1, kNone}, links[1] = {0, -1, 1, kNone};
+      links[2] = {-1, -1, 0, kEK}, links[3] = {-1, 1, 0, kE};
       return 4;
     default:
-      links[0] = {-1, 0, 1, kNone}, links[1] = {0, -1, 1, kE}, links[2] = {-1, -1, 1, kEK}, links[3] = {-1, 1, 1, kE};
+      links[0] = {-1, 0, 1, kNone}, links[1] = {0, -1, 1, kE};
+      links[2] = {-1, -1, 1, kEK}, links[3] = {-1, 1, 1, kE};
       return 4;
   }
 }
@@ -199,7 +201,8 @@ NEUROSEG_CC_INLINE uint64_t equal8(const void* a, const void* b) {
 // compared is 0 (callers that need "not equal" there clear those bits): the one chunk that
 // would read b[-1] or b[W] loads b[x + i ..] and shifts it by a byte instead.
 template <typename T>
-NEUROSEG_CC_INLINE int32_t equal_chunks(const T* a, const T* b, int32_t x, int32_t count, int32_t d, int32_t W, uint64_t& m) {
+NEUROSEG_CC_INLINE int32_t equal_chunks(const T* a, const T* b, int32_t x, int32_t count, int32_t d, int32_t W,
+                                        uint64_t& m) {
   int32_t i = 0;
   if constexpr (sizeof(T) == 1) {
 #if defined(__SSE2__)
@@ -420,7 +423,8 @@ struct BitsRing {
   int32_t words = 0;
   std::vector<uint64_t> masks;
   std::vector<uint32_t> ranks;
-  BitsRing(int64_t rows, int32_t w) : words(w), masks(static_cast<size_t>(rows) * 4 * w), ranks(static_cast<size_t>(rows) * (w + 1)) {}
+  BitsRing(int64_t rows, int32_t w)
+      : words(w), masks(static_cast<size_t>(rows) * 4 * w), ranks(static_cast<size_t>(rows) * (w + 1)) {}
   RowBits at(int64_t slot) {
     uint64_t* m = masks.data() + slot * 4 * words;
     return {m, m + words, m + 2 * words, m + 3 * words, ranks.data() + slot * (words + 1)};
@@ -462,8 +466,10 @@ NEUROSEG_CC_INLINE void fill_run(int32_t* o, Run run, int32_t W, int32_t label) 
     int32_t* p = o + run.x0;
 #if defined(__SSE2__)
     const __m128i l = _mm_set1_epi32(label), n = _mm_set1_epi32(len);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm_and_si128(l, _mm_cmpgt_epi32(n, _mm_setr_epi32(0, 1, 2, 3))));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p + 4), _mm_and_si128(l, _mm_cmpgt_epi32(n, _mm_setr_epi32(4, 5, 6, 7))));
+    const __m128i lo = _mm_cmpgt_epi32(n, _mm_setr_epi32(0, 1, 2, 3));
+    const __m128i hi = _mm_cmpgt_epi32(n, _mm_setr_epi32(4, 5, 6, 7));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm_and_si128(l, lo));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p + 4), _mm_and_si128(l, hi));
 #else
     for (int32_t q = 0; q < 8; ++q) p[q] = q < len ? label : 0;
 #endif
@@ -722,7 +728,9 @@ int64_t label_volume(const T* in, int64_t D, int64_t H, int64_t W, int connectiv
       s.stats.allocate(s.count);
       std::memset(s.stats.data(), 0, s.count * sizeof(Stats));
     }
-  on_threads(S, [&](int64_t s) { write_slab(in, H, W, slabs[s], final_label.data() + base[s], /*numbered=*/true, out); });
+  on_threads(S, [&](int64_t s) {
+    write_slab(in, H, W, slabs[s], final_label.data() + base[s], /*numbered=*/true, out);
+  });
   if (stats != nullptr) {
     stats->assign(count, Stats{});
     for (int64_t s = 0; s < S; ++s)
