@@ -6,15 +6,25 @@ bands: thin shells, short runs, a hard case), and the real AAL atlas
 (multi-label) and ch2bet brain mask. Prints MVx/s, the speed ratio to cc3d (> 1: neuroseg is
 faster) and whether neuroseg's labels equal cc3d's (the numbering included).
 
-neuroseg's time is the op alone (bench/bench_ops.cpp, after a warm-up); cc3d and scipy are
-timed in this process on the array neuroseg reads (x fastest: the NIfTI storage order).
+neuroseg's time is the op alone (bench/bench_ops.cpp, labels only as cc3d returns them, after
+a warm-up); cc3d and scipy are timed in this process on the array neuroseg reads (x fastest:
+the NIfTI storage order). Each contender's time is the mean over --repeats calls (more on
+volumes under 2M voxels); with
+--rounds R the contenders take turns R times and each keeps its best round, so that a burst
+of load from other processes on a shared machine hits one round, not one contender.
+
+--cpu-time adds the ratio of CPU times (user + system) at one thread: neuroseg's from its
+process's usage with --repeats N minus that with 0 (start, reading, warm-up), cc3d's from
+this process. Unlike the wall-clock ratios it hardly moves when other processes share the
+cores, which on a busy 2-core machine can halve either contender's wall-clock speed.
 
 usage: bench/cc_bench.py [--sizes 64 128 256 [512]] [--threads 1 2] [--connectivity 6 18 26]
-                         [--device cpu] [--repeats 3] [--no-scipy]
+                         [--device cpu] [--repeats 3] [--rounds 1] [--cpu-time] [--no-scipy]
 """
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -52,6 +62,22 @@ def timed(fn, repeats):
     return (time.perf_counter() - t0) / repeats
 
 
+def cpu_timed(fn, repeats):
+    fn()
+    t0 = time.process_time()
+    for _ in range(repeats):
+        fn()
+    return (time.process_time() - t0) / repeats
+
+
+def child_cpu(cmd):
+    """CPU seconds (user + system) the command's process used."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def scipy_structure(connectivity):
     return ndimage.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
 
@@ -63,6 +89,8 @@ def main():
     ap.add_argument("--connectivity", type=int, nargs="+", default=[6, 18, 26])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--cpu-time", action="store_true")
     ap.add_argument("--no-scipy", action="store_true")
     a = ap.parse_args()
     rng = np.random.default_rng(0)
@@ -70,7 +98,8 @@ def main():
     ours_cols = " ".join(f"{'ns ' + str(t) + 't':>8}" for t in a.threads)
     ratio_cols = " ".join(f"{'x cc3d ' + str(t) + 't':>10}" for t in a.threads)
     print(f"MVx/s; device {a.device}; ns = neuroseg, t = threads (cc3d and scipy: 1 thread)")
-    print(f"{'case':26} {'conn':>4} {ours_cols} {'cc3d':>8} {'scipy':>8} {ratio_cols}  same as cc3d")
+    cpu_col = f" {'cpu x 1t':>9}" if a.cpu_time else ""
+    print(f"{'case':26} {'conn':>4} {ours_cols} {'cc3d':>8} {'scipy':>8} {ratio_cols}{cpu_col}  same as cc3d")
     mismatches = 0
     try:
         for name, volume, binary in cases(a.sizes, rng):
@@ -79,24 +108,41 @@ def main():
             # neuroseg's (D, H, W) raster order is the NIfTI storage order: x fastest.
             array = np.asfortranarray(volume)
             mvox = volume.size / 1e6
+            # Small volumes take about a millisecond: more calls, so that both means span the
+            # same ~0.1 s and one scheduler hiccup on a shared machine does not decide the ratio.
+            reps = max(a.repeats, int(a.repeats * 2**21 / volume.size))
             for k in a.connectivity:
-                ours, same = [], True
-                for t in a.threads:
-                    out = os.path.join(tmp, "out.nii")
-                    run = subprocess.run([BIN, "--op", "components", "--input", path, "--param", str(k), "--repeats",
-                                          str(a.repeats), "--threads", str(t), "--device", a.device, "--output", out],
-                                         check=True, capture_output=True, text=True)
-                    ours.append(json.loads(run.stdout.strip().splitlines()[-1])["seconds"])
-                    labels = np.asanyarray(nib.load(out).dataobj)
-                    same = same and np.array_equal(labels, cc3d.connected_components(array, connectivity=k))
-                cc = timed(lambda: cc3d.connected_components(array, connectivity=k), a.repeats)
-                sp = float("nan")
+                ours, same = [float("inf")] * len(a.threads), True
+                cc = sp = ours_cpu = cc_cpu = float("inf")
+                for round_ in range(a.rounds):
+                    if a.cpu_time:
+                        # ~75M voxels per measurement, so that the two process starts subtracted
+                        # (about 0.5 s each, +- tens of ms) are small against the calls.
+                        cpu_reps = max(reps, -(-75_000_000 // volume.size))
+                        cmd = [BIN, "--op", "components", "--input", path, "--param", str(k), "--threads", "1",
+                               "--device", a.device, "--repeats"]
+                        ours_cpu = min(ours_cpu, (child_cpu(cmd + [str(cpu_reps)]) - child_cpu(cmd + ["0"])) / cpu_reps)
+                        cc_cpu = min(cc_cpu, cpu_timed(lambda: cc3d.connected_components(array, connectivity=k), cpu_reps))
+                    for i, t in enumerate(a.threads):
+                        out = os.path.join(tmp, "out.nii")
+                        write = ["--output", out] if round_ == 0 else []
+                        run = subprocess.run([BIN, "--op", "components", "--input", path, "--param", str(k), "--repeats",
+                                              str(reps), "--threads", str(t), "--device", a.device] + write,
+                                             check=True, capture_output=True, text=True)
+                        ours[i] = min(ours[i], json.loads(run.stdout.strip().splitlines()[-1])["seconds"])
+                        if round_ == 0:
+                            labels = np.asanyarray(nib.load(out).dataobj)
+                            same = same and np.array_equal(labels, cc3d.connected_components(array, connectivity=k))
+                    cc = min(cc, timed(lambda: cc3d.connected_components(array, connectivity=k), reps))
                 if binary and not a.no_scipy:
                     sp = timed(lambda: ndimage.label(array, structure=scipy_structure(k)), max(1, a.repeats // 3))
+                else:
+                    sp = float("nan")
                 mismatches += not same
                 ours_txt = " ".join(f"{mvox / s:>8.1f}" for s in ours)
                 ratio_txt = " ".join(f"{cc / s:>10.2f}" for s in ours)
-                print(f"{name:26} {k:>4} {ours_txt} {mvox / cc:>8.1f} {mvox / sp:>8.1f} {ratio_txt}  "
+                cpu_txt = f" {cc_cpu / ours_cpu:>9.2f}" if a.cpu_time else ""
+                print(f"{name:26} {k:>4} {ours_txt} {mvox / cc:>8.1f} {mvox / sp:>8.1f} {ratio_txt}{cpu_txt}  "
                       f"{'yes' if same else 'NO'}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

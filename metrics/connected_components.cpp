@@ -30,7 +30,7 @@ void check_launch(cudaError_t rc) {
 
 }  // namespace
 
-Components connected_components_cuda(const at::Tensor& image, int connectivity) {
+Components connected_components_cuda(const at::Tensor& image, int connectivity, ComponentStats stats) {
   TORCH_CHECK(image.dim() == 3 && image.is_cuda(), "connected_components_cuda: expects a CUDA (D, H, W) tensor");
   const c10::cuda::CUDAGuard guard(image.device());
   // The kernels read uint8, int32, int64, float32 and float64.
@@ -70,7 +70,7 @@ Components connected_components_cuda(const at::Tensor& image, int connectivity) 
   check_launch(launch_cc_relabel(parent.data_ptr(), index64, rank.data_ptr<int32_t>(), n, c.labels.data_ptr<int32_t>(), stream));
   parent.reset();
   c.count = count;
-  if (count == 0) return c;
+  if (count == 0 || stats == ComponentStats::kNone) return c;
 
   at::Tensor sizes = at::zeros({count}, on_device.dtype(at::kLong));
   at::Tensor boxes = at::empty({count, 6}, on_device.dtype(at::kInt));
@@ -91,7 +91,7 @@ Components connected_components_cuda(const at::Tensor& image, int connectivity) 
 }  // namespace detail
 #endif
 
-Components connected_components(const at::Tensor& image, int connectivity) {
+Components connected_components(const at::Tensor& image, int connectivity, ComponentStats stats) {
   if (image.dim() != 2 && image.dim() != 3)
     throw io::Error("connected components", "expects a (D, H, W) or (H, W) image, got " + std::to_string(image.dim()) + "D");
   if (at::isComplexType(image.scalar_type()))
@@ -109,14 +109,15 @@ Components connected_components(const at::Tensor& image, int connectivity) {
   Components c;
   if (volume.is_cuda()) {
 #ifdef NEUROSEG_WITH_CUDA
-    c = detail::connected_components_cuda(volume, k);
+    c = detail::connected_components_cuda(volume, k, stats);
 #else
     throw io::Error("connected components", "this neuroseg was built without CUDA kernels");
 #endif
   } else {
-    c = detail::connected_components_cpu(volume, k);
+    c = detail::connected_components_cpu(volume, k, stats);
   }
   c.labels = c.labels.reshape(image.sizes());
+  if (stats == ComponentStats::kNone) return c;
   at::Tensor first = at::empty({c.count}, at::kLong);
   std::copy(c.first_voxel.begin(), c.first_voxel.end(), first.data_ptr<int64_t>());
   c.values = image.reshape({-1}).index_select(0, first.to(image.device())).cpu();
@@ -143,7 +144,7 @@ at::Tensor keep_largest_component_per_label(const at::Tensor& labels, int connec
 
 at::Tensor fill_holes_per_label(const at::Tensor& labels) {
   at::Tensor x = labels.to(at::kCPU).contiguous();
-  const Components bg = connected_components((x == 0).to(at::kByte), 6);
+  const Components bg = connected_components((x == 0).to(at::kByte), 6, ComponentStats::kNone);
   const int64_t D = x.size(0), H = x.size(1), W = x.size(2);
   const int32_t* l = bg.labels.data_ptr<int32_t>();
   const at::Tensor values = x.to(at::kLong);

@@ -7,7 +7,7 @@
 // of their first voxel (cc3d's and scipy.ndimage.label's numbering), so the CPU and CUDA
 // twins return identical label images whatever the thread count or the GPU schedule.
 //   connected_components.cpp       dispatch, CUDA host side, postprocessing helpers
-//   connected_components_cpu.cpp   run-based union-find over z-slabs (at::parallel_for)
+//   connected_components_cpu.cpp   run-based union-find over row slabs (std::thread)
 //   connected_components_cuda.cu   voxel union-find with atomicMin (Playne & Hawick 2018)
 // Output labels are int32 (cc3d picks uint16/uint32/uint64 by its label estimate; the
 // values are the same). Floating inputs compare by value, as in cc3d: -0 is background,
@@ -28,9 +28,14 @@ struct BoundingBox {
   }
 };
 
+/// What connected_components computes besides the labels and the count. kNone is cc3d's
+/// output and the fastest (no per-component pass or storage); kAll fills every field below.
+enum class ComponentStats { kNone, kAll };
+
 struct Components {
   at::Tensor labels;                ///< int32, the image's shape and device, 0 = background
   int64_t count = 0;                ///< N
+  // With ComponentStats::kAll (empty with kNone):
   std::vector<int64_t> sizes;       ///< voxels per component; index k - 1 = component k
   std::vector<BoundingBox> boxes;   ///< bounds per component; 2D inputs have z0 = z1 = 0
   std::vector<int64_t> first_voxel; ///< linear (raster) index of each component's first voxel, increasing
@@ -40,7 +45,9 @@ struct Components {
 /// `image`: (D, H, W) or (H, W), any real dtype or bool, on the CPU or CUDA (the work runs
 /// on its device). connectivity: 6, 18 or 26 for D > 1; 4 or 8 for (H, W) and (1, H, W)
 /// (where 6 means 4, and 18 / 26 mean 8). Throws io::Error for other shapes/connectivities.
-Components connected_components(const at::Tensor& image, int connectivity = 26);
+/// The CPU twin uses at::get_num_threads() threads.
+Components connected_components(const at::Tensor& image, int connectivity = 26,
+                                ComponentStats stats = ComponentStats::kAll);
 
 /// Keeps, for every non-zero value of `labels`, only its largest connected component
 /// (ties: the first in raster order). Returns a new CPU tensor of the same dtype.
@@ -58,10 +65,15 @@ at::Tensor comparable_values(const at::Tensor& image);
 
 /// Both take a (D, H, W) tensor of any supported dtype on their device, with the
 /// connectivity already normalised by the dispatcher (6/18/26 for D > 1, 4/8 for D == 1),
-/// and fill everything but `values`.
-Components connected_components_cpu(const at::Tensor& image, int connectivity);
+/// and fill everything but `values` (labels and count only with ComponentStats::kNone).
+Components connected_components_cpu(const at::Tensor& image, int connectivity, ComponentStats stats);
+
+/// Fewest voxels per CPU slab (one slab per thread): below about 2^18 a second thread costs
+/// more than it saves (64^3 volumes ran 2x slower on two threads than on one). Tests lower it
+/// to cut small volumes into many slabs.
+extern int64_t cc_min_slab_voxels;
 #ifdef NEUROSEG_WITH_CUDA
-Components connected_components_cuda(const at::Tensor& image, int connectivity);
+Components connected_components_cuda(const at::Tensor& image, int connectivity, ComponentStats stats);
 #endif
 }  // namespace detail
 

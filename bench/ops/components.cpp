@@ -15,5 +15,6 @@ NEUROSEG_BENCH_OP(components, "connected components, cc3d numbering (--param con
       throw neuroseg::io::Error("--param", "expects a connectivity (4, 6, 8, 18 or 26), got '" + in.param + "'");
     }
   }
-  return neuroseg::metrics::connected_components(in.data, connectivity).labels;
+  // Labels only, as cc3d returns them.
+  return neuroseg::metrics::connected_components(in.data, connectivity, neuroseg::metrics::ComponentStats::kNone).labels;
 }

@@ -1,7 +1,7 @@
 // Connected components: the CUDA twin against the CPU one (identical label images, sizes,
 // bounds, first voxels and values) on random binary and multi-label volumes of odd and even
 // sizes, every connectivity, several dtypes, empty and full volumes, and real data (the
-// ch2bet brain mask and the AAL atlas).
+// ch2bet brain mask and the AAL atlas); labels only (ComponentStats::kNone) alike.
 #include <doctest/doctest.h>
 
 #include <ATen/ATen.h>
@@ -34,6 +34,10 @@ void check_same(const at::Tensor& image, int connectivity) {
     CHECK(c.boxes[k].y1 == g.boxes[k].y1);
     CHECK(c.boxes[k].x1 == g.boxes[k].x1);
   }
+  const metrics::Components bare = metrics::connected_components(image.cuda(), connectivity, metrics::ComponentStats::kNone);
+  CHECK(at::equal(bare.labels.cpu(), c.labels));
+  CHECK(bare.count == c.count);
+  CHECK(bare.sizes.empty());
 }
 
 at::Tensor random_labels(at::IntArrayRef shape, int64_t values, double background) {

@@ -91,10 +91,47 @@ void check_statistics(const metrics::Components& c, const at::Tensor& image) {
   }
 }
 
+// The same checks in one pass over the labels, for volumes with thousands of components.
+void check_statistics_one_pass(const metrics::Components& c, const at::Tensor& image) {
+  const at::Tensor labels = c.labels.contiguous().cpu();
+  const at::Tensor values = image.to(at::kDouble).contiguous().cpu();
+  const int64_t H = labels.size(1), W = labels.size(2);
+  const int32_t* l = labels.data_ptr<int32_t>();
+  const double* v = values.data_ptr<double>();
+  std::vector<int64_t> sizes(c.count, 0), first(c.count, -1);
+  std::vector<metrics::BoundingBox> boxes(c.count);
+  for (int64_t i = 0; i < labels.numel(); ++i) {
+    if (l[i] == 0) continue;
+    const int64_t k = l[i] - 1, z = i / (H * W), y = i / W % H, x = i % W;
+    metrics::BoundingBox& b = boxes[k];
+    if (sizes[k]++ == 0) {
+      first[k] = i;
+      b = {z, y, x, z, y, x};
+    }
+    b.z0 = std::min(b.z0, z), b.y0 = std::min(b.y0, y), b.x0 = std::min(b.x0, x);
+    b.z1 = std::max(b.z1, z), b.y1 = std::max(b.y1, y), b.x1 = std::max(b.x1, x);
+  }
+  CHECK(c.sizes == sizes);
+  CHECK(c.first_voxel == first);
+  CHECK(c.boxes == boxes);
+  REQUIRE(c.values.numel() == c.count);
+  const at::Tensor got = c.values.to(at::kDouble).contiguous();
+  bool same = true;
+  for (int64_t k = 0; k < c.count; ++k) same = same && got.data_ptr<double>()[k] == v[first[k]];
+  CHECK(same);
+}
+
 struct ThreadCount {
   explicit ThreadCount(int n) : saved(at::get_num_threads()) { at::set_num_threads(n); }
   ~ThreadCount() { at::set_num_threads(saved); }
   int saved;
+};
+
+// Small CPU slabs, so that these small volumes are cut into one slab per thread (the seams).
+struct SmallSlabs {
+  SmallSlabs() : saved(metrics::detail::cc_min_slab_voxels) { metrics::detail::cc_min_slab_voxels = 1 << 10; }
+  ~SmallSlabs() { metrics::detail::cc_min_slab_voxels = saved; }
+  int64_t saved;
 };
 
 }  // namespace
@@ -229,6 +266,7 @@ TEST_SUITE("metrics_components") {
   }
 
   TEST_CASE("random volumes equal a flood fill, for every connectivity and thread count") {
+    const SmallSlabs small_slabs;
     at::manual_seed(7);
     const std::vector<std::vector<int64_t>> shapes = {{13, 17, 19}, {1, 40, 33}, {2, 1, 50}, {20, 3, 1}, {31, 8, 9}, {4, 30, 7}};
     for (const auto& shape : shapes) {
@@ -256,6 +294,49 @@ TEST_SUITE("metrics_components") {
         }
       }
     }
+  }
+
+  TEST_CASE("several slabs, several words per row, abutting labels: equal to a flood fill") {
+    // Cut into 2..8 slabs (the seams; with {4, 100, 64} a slab is thinner than a plane, so
+    // z - 1 rows lie two slabs back), rows of 1..3 words of 64 voxels (with and without a
+    // partial last word), and without background, where runs of different values abut in
+    // every row and corner contacts decide the widened links.
+    const SmallSlabs small_slabs;
+    at::manual_seed(11);
+    const std::vector<std::vector<int64_t>> shapes = {{24, 21, 70}, {6, 40, 130}, {30, 30, 64}, {4, 100, 64}};
+    for (const auto& shape : shapes) {
+      for (int64_t values : {1, 4}) {
+        for (double bg : {0.0, 0.5}) {
+          if (values == 1 && bg == 0.0) continue;
+          const at::Tensor x = random_labels(shape, values, bg);
+          for (int k : {6, 18, 26}) {
+            INFO("shape ", shape[0], "x", shape[1], "x", shape[2], " values ", values, " bg ", bg, " k ", k);
+            const at::Tensor ref = flood_fill_labels(x, k);
+            for (int threads : {1, 2, 3, 8}) {
+              const ThreadCount scope(threads);
+              const metrics::Components c = metrics::connected_components(x, k);
+              CHECK(at::equal(c.labels, ref));
+              check_statistics_one_pass(c, x);
+              const metrics::Components bare = metrics::connected_components(x, k, metrics::ComponentStats::kNone);
+              CHECK(at::equal(bare.labels, ref));
+              CHECK(bare.count == c.count);
+            }
+          }
+        }
+      }
+    }
+  }
+
+  TEST_CASE("ComponentStats::kNone returns labels and count only") {
+    const at::Tensor x = random_labels({5, 6, 7}, 2, 0.4);
+    const metrics::Components all = metrics::connected_components(x, 26);
+    const metrics::Components bare = metrics::connected_components(x, 26, metrics::ComponentStats::kNone);
+    CHECK(at::equal(bare.labels, all.labels));
+    CHECK(bare.count == all.count);
+    CHECK(bare.sizes.empty());
+    CHECK(bare.boxes.empty());
+    CHECK(bare.first_voxel.empty());
+    CHECK(!bare.values.defined());
   }
 
   TEST_CASE("keep_largest_component_per_label keeps one component per value") {
