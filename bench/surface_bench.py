@@ -60,6 +60,15 @@ def main():
           f" {'max rel diff':>13}  device {a.device}, {a.threads} threads")
     deepmind_rows = []
 
+    # Enough calls to fill about half a second: a fresh process's first milliseconds (thread
+    # pool start-up) would otherwise weigh on the small volumes.
+    def repeats_for(path, param=""):
+        probe = subprocess.run([BIN, "--op", "surface", "--input", path, "--repeats", "1", "--threads", str(a.threads),
+                                "--device", a.device] + (["--param", param] if param else []),
+                               check=True, capture_output=True, text=True)
+        t = json.loads(probe.stdout.strip().splitlines()[-1])["seconds"]
+        return max(a.repeats, min(200, int(0.5 / max(t, 1e-4))))
+
     def path_for(name, pred, ref):
         path = os.path.join(tmp, name.replace(" ", "_").replace("^", "") + ".nii.gz")
         if not os.path.exists(path):
@@ -68,8 +77,8 @@ def main():
 
     for name, pred, ref in cases:
         path = path_for(name, pred, ref)
-        out = subprocess.run([BIN, "--op", "surface", "--input", path, "--repeats", str(a.repeats), "--threads", str(a.threads),
-                              "--device", a.device], check=True, capture_output=True, text=True)
+        out = subprocess.run([BIN, "--op", "surface", "--input", path, "--repeats", str(repeats_for(path)),
+                              "--threads", str(a.threads), "--device", a.device], check=True, capture_output=True, text=True)
         line = json.loads(out.stdout.strip().splitlines()[-1])
         ours, values = line["seconds"], line["values"]  # hd, hd95, assd, nsd
         p = torch.from_numpy(pred)[None, None]
@@ -89,7 +98,7 @@ def main():
         deepmind_rows.append((name, path_for(name, pred, ref)))
     print(f"\n{'case (DeepMind surfels)':26} {'neuroseg s':>11} {'surface-distance s':>19} {'ratio':>7} {'HD95 rel diff':>14}")
     for name, path in deepmind_rows:
-        out = subprocess.run([BIN, "--op", "surface", "--param", "deepmind", "--input", path, "--repeats", str(a.repeats),
+        out = subprocess.run([BIN, "--op", "surface", "--param", "deepmind", "--input", path, "--repeats", str(repeats_for(path, "deepmind")),
                               "--threads", str(a.threads), "--device", a.device], check=True, capture_output=True, text=True)
         line = json.loads(out.stdout.strip().splitlines()[-1])
         v = np.asanyarray(nib.load(path).dataobj)
