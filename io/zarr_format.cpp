@@ -1,5 +1,7 @@
 #include "io/zarr_format.h"
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -74,13 +76,30 @@ ZarrArrayMeta parse_zarray(const std::string& text, const std::string& subject) 
   }
   if (!j.is_object()) throw Error(subject, ".zarray is not a JSON object");
   ZarrArrayMeta m;
+  // Integers only where the format has integers: nlohmann's get<int> of a float like 1e66 is
+  // undefined behaviour (found by the zarr fuzzer), so a key must hold a JSON integer in range.
+  auto integer = [&](const nlohmann::json& v, const std::string& what, int64_t fallback, bool present) -> int64_t {
+    if (!present) return fallback;
+    if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)))
+      throw Error(subject, what + " in .zarray must be an integer");
+    return v.get<int64_t>();
+  };
+  auto integers = [&](const nlohmann::json& v, const std::string& what) {
+    if (!v.is_array()) throw Error(subject, what + " in .zarray must be a list of integers");
+    std::vector<int64_t> out;
+    for (const auto& e : v) out.push_back(integer(e, what, 0, true));
+    return out;
+  };
+  auto key_integer = [&](const nlohmann::json& obj, const char* key, int64_t fallback) {
+    return integer(obj.contains(key) ? obj.at(key) : nlohmann::json(), key, fallback, obj.contains(key));
+  };
   try {
-    if (j.value("zarr_format", 0) != 2)
+    if (key_integer(j, "zarr_format", 0) != 2)
       throw Error(subject, "unsupported zarr_format (only zarr v2 is supported)");
     for (const char* key : {"shape", "chunks", "dtype"})
       if (!j.contains(key)) throw Error(subject, std::string(".zarray lacks \"") + key + "\"");
-    m.shape = j.at("shape").get<std::vector<int64_t>>();
-    m.chunks = j.at("chunks").get<std::vector<int64_t>>();
+    m.shape = integers(j.at("shape"), "shape");
+    m.chunks = integers(j.at("chunks"), "chunks");
     if (m.shape.size() != m.chunks.size())
       throw Error(subject, "shape and chunks have different lengths in .zarray");
     if (m.shape.size() > 8) throw Error(subject, "more than 8 dimensions in .zarray");
@@ -131,11 +150,11 @@ ZarrArrayMeta parse_zarray(const std::string& text, const std::string& subject) 
         throw Error(subject, "compressor must be null or an object with an \"id\"");
       m.compressor.id = comp.at("id").get<std::string>();
       if (m.compressor.id == "zlib" || m.compressor.id == "gzip" || m.compressor.id == "zstd") {
-        m.compressor.level = comp.value("level", m.compressor.id == "zstd" ? 1 : 1);
+        m.compressor.level = static_cast<int>(std::clamp<int64_t>(key_integer(comp, "level", 1), -1000, 1000));
       } else if (m.compressor.id == "blosc") {
         m.compressor.cname = comp.value("cname", std::string("lz4"));
-        m.compressor.level = comp.value("clevel", 5);
-        m.compressor.shuffle = comp.value("shuffle", 1);
+        m.compressor.level = static_cast<int>(std::clamp<int64_t>(key_integer(comp, "clevel", 5), -1000, 1000));
+        m.compressor.shuffle = static_cast<int>(std::clamp<int64_t>(key_integer(comp, "shuffle", 1), -1000, 1000));
       } else {
         throw Error(subject, "unsupported compressor '" + m.compressor.id + "' (supported: zlib, gzip, blosc, zstd)");
       }

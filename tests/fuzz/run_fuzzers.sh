@@ -36,6 +36,10 @@ open(out, "wb").write(struct.pack("<H", len(meta)) + meta + chunk)
 PY
   done
 fi
+# Inputs that once failed (tests/fuzz/regressions/<corpus>/) are always part of the seeds.
+for d in nifti zarr; do
+  [ -d "$root/tests/fuzz/regressions/$d" ] && cp "$root/tests/fuzz/regressions/$d/"* "$work/$d/" 2>/dev/null || true
+done
 status=0
 for target in fuzz_nifti_header:nifti fuzz_zarr:zarr; do
   name="${target%%:*}"; corpus="$work/${target##*:}"
