@@ -3,16 +3,13 @@
 #include <fnmatch.h>
 
 #include <algorithm>
-#include <fstream>
 
 #include <ATen/ATen.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/serialize.h>
 
-#include "io/atomic_output.h"
 #include "io/error.h"
-#include "io/compression.h"
 
 namespace neuroseg::adapters {
 namespace {
@@ -40,17 +37,9 @@ std::string weights_fingerprint(torch::nn::Module& m) {
   return buf;
 }
 
-c10::IValue read_pickle(const std::string& path) {
-  const io::Bytes bytes = io::read_file_bytes(path);
-  try {
-    return torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
-  } catch (const c10::Error&) {
-    throw io::Error(path, "not a readable adapter file (truncated or not written by neuroseg)");
-  }
-}
 
 nlohmann::json read_meta(const std::string& path, c10::impl::GenericDict& dict) {
-  const c10::IValue root = read_pickle(path);
+  const c10::IValue root = models::read_pickle(path);
   if (!root.isGenericDict()) throw io::Error(path, "not a neuroseg adapter file");
   dict = root.toGenericDict();
   if (!dict.contains("format") || !dict.at("format").isString() || dict.at("format").toStringRef() != "neuroseg-adapter")
@@ -206,14 +195,7 @@ void AdaptedModelImpl::save(const std::string& path) const {
   root.insert(std::string("version"), int64_t(kAdapterVersion));
   root.insert(std::string("meta"), meta.dump());
   root.insert(std::string("state_dict"), weights);
-  const std::vector<char> bytes = torch::pickle_save(c10::IValue(root));
-  io::AtomicOutput out(path);
-  {
-    std::ofstream f(out.path(), std::ios::binary);
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!f) throw io::Error(path, "write failed (disk full or not writable)");
-  }
-  out.commit();
+  models::write_pickle(path, c10::IValue(root));
 }
 
 void AdaptedModelImpl::load(const std::string& path) {

@@ -10,6 +10,7 @@
 
 #include "adapters/low_rank.h"
 #include "cli/commands.h"
+#include "pipelines/distributed.h"
 #include "pipelines/train.h"
 
 namespace neuroseg::cli {
@@ -61,8 +62,7 @@ void add_finetune_command(CLI::App& app) {
     options.distributed = a->distributed;
     if (a->epochs > 0) options.epochs = a->epochs;
     const double best = pipelines::finetune(config, a->out, options, ft);
-    const char* rank = std::getenv("RANK") ? std::getenv("RANK") : std::getenv("SLURM_PROCID");
-    if (!rank || std::string(rank) == "0")
+    if (pipelines::Rendezvous::from_environment().rank == 0)  // one summary line, from rank 0
       std::printf(ft.mode == "adapter" ? "best validation Dice %.4f -> %s/adapter_best.nsa (merged: %s/checkpoint_best.pt)\n"
                                        : "best validation Dice %.4f -> %s/checkpoint_best.pt\n",
                   best, a->out.c_str(), a->out.c_str());

@@ -9,6 +9,7 @@
 #include <ATen/Parallel.h>
 
 #include "cli/commands.h"
+#include "pipelines/distributed.h"
 #include "pipelines/train.h"
 
 namespace neuroseg::cli {
@@ -42,8 +43,7 @@ void add_train_command(CLI::App& app) {
     if (a->epochs > 0) options.epochs = a->epochs;
     if (a->stop_after > 0) options.stop_after_epoch = a->stop_after;
     const double best = pipelines::train(config, a->out, options);
-    const char* rank = std::getenv("RANK") ? std::getenv("RANK") : std::getenv("SLURM_PROCID");
-    if (!rank || std::string(rank) == "0")
+    if (pipelines::Rendezvous::from_environment().rank == 0)  // one summary line, from rank 0
       std::printf("best validation Dice %.4f -> %s/checkpoint_best.pt\n", best, a->out.c_str());
   });
 }

@@ -28,7 +28,10 @@ std::string shape_str(const at::Tensor& t) {
   return s + ")";
 }
 
-c10::IValue unpickle(const std::string& path) {
+
+}  // namespace
+
+c10::IValue read_pickle(const std::string& path) {
   const io::Bytes bytes = io::read_file_bytes(path);
   try {
     return torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
@@ -39,7 +42,16 @@ c10::IValue unpickle(const std::string& path) {
   }
 }
 
-}  // namespace
+void write_pickle(const std::string& path, const c10::IValue& root) {
+  const std::vector<char> bytes = torch::pickle_save(root);
+  io::AtomicOutput out(path);
+  {
+    std::ofstream f(out.path(), std::ios::binary);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!f) throw io::Error(path, "write failed (disk full or not writable)");
+  }
+  out.commit();
+}
 
 nlohmann::json CheckpointMeta::to_json() const {
   return {{"model", model}, {"args", args}, {"preprocessing", preprocessing}, {"labels", labels},
@@ -75,18 +87,11 @@ void save_checkpoint(const std::string& path, SegmentationModelImpl& model, cons
   root.insert(std::string("version"), int64_t(kCheckpointVersion));
   root.insert(std::string("meta"), meta.to_json().dump());
   root.insert(std::string("state_dict"), weights);
-  const std::vector<char> bytes = torch::pickle_save(c10::IValue(root));
-  io::AtomicOutput out(path);
-  {
-    std::ofstream f(out.path(), std::ios::binary);
-    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!f) throw io::Error(path, "write failed (disk full or not writable)");
-  }
-  out.commit();
+  write_pickle(path, c10::IValue(root));
 }
 
 LoadedModel load_checkpoint(const std::string& path) {
-  const c10::IValue root = unpickle(path);
+  const c10::IValue root = read_pickle(path);
   if (!root.isGenericDict()) throw io::Error(path, "not a neuroseg checkpoint (expected a dict)");
   const auto dict = root.toGenericDict();
   auto get = [&](const char* key) -> c10::IValue {
@@ -117,7 +122,7 @@ LoadedModel load_checkpoint(const std::string& path) {
 }
 
 std::map<std::string, at::Tensor> read_state_dict(const std::string& path) {
-  c10::IValue root = unpickle(path);
+  c10::IValue root = read_pickle(path);
   if (!root.isGenericDict())
     throw io::Error(path, "expected a dict of tensors; save with torch.save(dict(model.state_dict()), path)");
   auto dict = root.toGenericDict();

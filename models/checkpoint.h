@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include <ATen/core/ivalue.h>
 #include <nlohmann/json.hpp>
 
 #include "models/segmentation_model.h"
@@ -37,6 +38,12 @@ struct CheckpointMeta {
   nlohmann::json to_json() const;
   static CheckpointMeta from_json(const nlohmann::json& j, const std::string& path);
 };
+
+/// A torch.save-compatible file (Python's torch.load reads it) holding `root`, written
+/// atomically; and its reader (io::Error naming the file when it is unreadable). Checkpoints
+/// and adapter files (adapters/adapted_model.h) are both such files.
+void write_pickle(const std::string& path, const c10::IValue& root);
+c10::IValue read_pickle(const std::string& path);
 
 struct LoadedModel {
   SegmentationModel model;

@@ -114,7 +114,7 @@ using torch::autograd::variable_list;
 // Saves the inputs, not the states: the backward recomputes them (O(L/256 + 256) per row).
 struct SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunction> {
   // Autograd functions take defined tensors only: absent D / z / delta_bias arrive as empty
-  // placeholders, with bits 0 / 1 / 2 of `present` saying which are real.
+  // tensors, and bits 0 / 1 / 2 of `present` say which of the three were given.
   static variable_list forward(AutogradContext* ctx, const at::Tensor& u, const at::Tensor& delta,
                                const at::Tensor& A, const at::Tensor& B, const at::Tensor& C, const at::Tensor& D,
                                const at::Tensor& z, const at::Tensor& delta_bias, bool softplus, int64_t present) {

@@ -372,6 +372,7 @@ double run_training(const TrainConfig& c, const std::string& run_dir, const Trai
   std::optional<models::LoadedModel> base;
   std::shared_ptr<adapters::AdaptedModelImpl> adapted;
   if (ft) {  // before any data is read: a bad base, labels or target globs fail at once
+    torch::manual_seed(c.seed);  // the adapter factors' initialisation
     base = models::load_checkpoint(ft->base_checkpoint);
     if (base->meta.labels != c.labels)
       throw io::Error("config labels", c.labels.dump() + " differ from the base checkpoint's " + base->meta.labels.dump() +

@@ -39,6 +39,18 @@ def phantom(path_img, path_seg, rng, target):
     return [path_img, path_seg]
 
 
+def make_sites(out):
+    """8 source cases, 6 labelled target cases for training, 6 held-out target cases (seed 0)."""
+    rng = np.random.default_rng(0)
+    dirs = {k: os.path.join(out, k) for k in ["source", "target_train", "target_test", "labels"]}
+    for d in dirs.values():
+        os.makedirs(d, exist_ok=True)
+    def site(folder, prefix, n, target):
+        return [phantom(os.path.join(dirs[folder], f"{prefix}{i}.nii.gz"), os.path.join(dirs["labels"], f"{prefix}{i}.nii.gz"),
+                        rng, target) for i in range(n)]
+    return dirs, site("source", "s", 8, False), site("target_train", "t", 6, True), site("target_test", "u", 6, True)
+
+
 def sh(args):
     r = subprocess.run([NEUROSEG] + args, capture_output=True, text=True)
     if r.returncode != 0:
@@ -63,13 +75,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--iterations", type=int, default=60)
     a = ap.parse_args()
-    rng = np.random.default_rng(0)
-    dirs = {k: os.path.join(a.out, k) for k in ["source", "target_train", "target_test", "labels"]}
-    for d in dirs.values():
-        os.makedirs(d, exist_ok=True)
-    src = [phantom(os.path.join(dirs["source"], f"s{i}.nii.gz"), os.path.join(dirs["labels"], f"s{i}.nii.gz"), rng, False) for i in range(8)]
-    tgt = [phantom(os.path.join(dirs["target_train"], f"t{i}.nii.gz"), os.path.join(dirs["labels"], f"t{i}.nii.gz"), rng, True) for i in range(6)]
-    test = [phantom(os.path.join(dirs["target_test"], f"u{i}.nii.gz"), os.path.join(dirs["labels"], f"u{i}.nii.gz"), rng, True) for i in range(6)]
+    dirs, src, tgt, test = make_sites(a.out)
     cfg = lambda pairs: {"data": {"train": pairs}, "model": {"name": "unet", "args": {"channels": [8, 16, 32], "out_channels": 2}},
                          "labels": {"background": 0, "sphere": 1}, "preprocessing": {"orientation": "RAS"},
                          "patch_size": [16, 16, 16], "batch_size": 2, "epochs": a.epochs, "iterations_per_epoch": 20,

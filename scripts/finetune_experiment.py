@@ -13,10 +13,9 @@ import re
 import subprocess
 import sys
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from adaptation_experiment import NEUROSEG, dice_of, phantom, sh  # noqa: E402
+from adaptation_experiment import dice_of, make_sites, sh  # noqa: E402
 
 
 def main():
@@ -26,13 +25,7 @@ def main():
     ap.add_argument("--ranks", type=int, nargs="+", default=[4, 16, 64])
     ap.add_argument("--models", nargs="+", default=["unet", "plsnet"])
     a = ap.parse_args()
-    rng = np.random.default_rng(0)
-    dirs = {k: os.path.join(a.out, k) for k in ["source", "target_train", "target_test", "labels"]}
-    for d in dirs.values():
-        os.makedirs(d, exist_ok=True)
-    src = [phantom(os.path.join(dirs["source"], f"s{i}.nii.gz"), os.path.join(dirs["labels"], f"s{i}.nii.gz"), rng, False) for i in range(8)]
-    tgt = [phantom(os.path.join(dirs["target_train"], f"t{i}.nii.gz"), os.path.join(dirs["labels"], f"t{i}.nii.gz"), rng, True) for i in range(6)]
-    test = [phantom(os.path.join(dirs["target_test"], f"u{i}.nii.gz"), os.path.join(dirs["labels"], f"u{i}.nii.gz"), rng, True) for i in range(6)]
+    dirs, src, tgt, test = make_sites(a.out)
     # Decoder globs: the U-Net's decoder blocks; PLS-Net's dec*, skip* and head.
     models = {"unet": ({"channels": [8, 16, 32], "out_channels": 2}, ["decoder*"]),
               "plsnet": ({"out_channels": 2}, ["dec*", "skip*", "head"])}

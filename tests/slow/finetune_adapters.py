@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`neuroseg finetune` (and `neuroseg adapt`, source-free) with every adapter kind on a "new site" (inverted contrast) after a base
+"""`neuroseg finetune` (and `neuroseg adapt`, source-free) with every adapter kind, reproducible for a seed, on a "new site" (inverted contrast) after a base
 training, then `segment --adapter` / `--adapter-csv`: adapter files are kilobytes, the base
 checkpoint is untouched, segmenting with base + adapter equals segmenting with the merged
 checkpoint, a per-case CSV applies adapters case by case, and an adapter made for other base
@@ -74,6 +74,11 @@ try:
               f"finetune {kind}: runs, prints the layer table, adapter file {size} bytes vs base {os.path.getsize(base)}"
               + ("" if ok else r.stderr[-300:]))
     check(sha(base) == base_hash, "the base checkpoint is untouched")
+    again = os.path.join(tmp, "cp-dora-again")
+    r = run(["finetune", "--model", base, "--adapter", "cp-dora", "--rank", "2", "--alpha", "4", "--target", "decoder*",
+             "--config", os.path.join(tmp, "site_cfg.json"), "-o", again, "--threads", "1"])
+    check(r.returncode == 0 and sha(os.path.join(again, "adapter_last.nsa")) == sha(os.path.join(tmp, "cp-dora", "adapter_last.nsa")),
+          "the same seed gives the same adapter, byte for byte")
 
     # segment with base + adapter == segment with the merged checkpoint
     run_dir = os.path.join(tmp, "cp-dora")
@@ -88,7 +93,8 @@ try:
         p = {k: np.asanyarray(nib.load(os.path.join(tmp, k, "b0_prob.nii.gz")).dataobj) for k in ["seg_adapter", "seg_merged", "seg_base"]}
         d = float(np.abs(p["seg_adapter"] - p["seg_merged"]).max())
         check(d < 1e-5, f"base + adapter equals the merged checkpoint (max probability difference {d:.1e})")
-        check(float(np.abs(p["seg_adapter"] - p["seg_base"]).max()) > 1e-4, "and differs from the base alone")
+        moved = float(np.abs(p["seg_adapter"] - p["seg_base"]).max())
+        check(moved > 1e-4, f"and differs from the base alone (max probability difference {moved:.1e})")
         # per-case adapters: b0 adapted, b1 not
         csv = os.path.join(tmp, "adapters.csv")
         open(csv, "w").write("case,adapter\nb0," + os.path.join(run_dir, "adapter_last.nsa") + "\n")
