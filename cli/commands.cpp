@@ -13,6 +13,7 @@ void add_all_commands(CLI::App& app) {
   add_adapt_command(app);
   add_evaluate_command(app);
   add_launch_command(app);
+  add_synth_command(app);
 }
 
 }  // namespace neuroseg::cli

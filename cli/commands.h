@@ -22,6 +22,7 @@ void add_evaluate_command(CLI::App& app);
 void add_launch_command(CLI::App& app);
 void add_finetune_command(CLI::App& app);
 void add_adapt_command(CLI::App& app);
+void add_synth_command(CLI::App& app);
 
 /// "auto" (CUDA when available), "cpu" or "cuda:N"; throws io::Error naming the flag.
 c10::Device parse_device(const std::string& text);

@@ -5,9 +5,11 @@
 
 #include <unistd.h>
 
+#include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli/benchmarks.h"
 #include "cli/commands.h"
 #include "io/error.h"
 #include "pipelines/evaluate.h"
@@ -30,13 +32,30 @@ void add_evaluate_command(CLI::App& app) {
   struct Args {
     std::string pred, ref, out, labels, metrics, device = "cpu", surface = "monai";
     double tolerance_mm = 1.0, percentile = 95.0;
+    std::string benchmark = "none";
+    BenchmarkArgs bench;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("evaluate", "Score predicted label images against references (Dice, HD95, ASSD, NSD, ...)");
   cmd->add_option("-p,--pred", a->pred, "Predicted label image, or a folder of them")->required();
-  cmd->add_option("-r,--ref", a->ref, "Reference label image, or a folder (matched by case name; <case>_seg matches <case>)")
+  cmd->add_option("-r,--ref,--gt", a->ref,
+                  "Reference label image, or a folder (matched by case name; <case>_seg matches <case>)")
       ->required();
-  cmd->add_option("-o,--output", a->out, "Summary JSON (nnU-Net summary.json layout); the CSV goes beside it")->required();
+  cmd->add_option("-o,--output", a->out,
+                  "Summary JSON (nnU-Net summary.json layout; the CSV goes beside it), or with --benchmark an output "
+                  "folder")
+      ->required();
+  cmd->add_option("--benchmark", a->benchmark,
+                  "none (per-label metrics), fisbe (FISBe instance metrics, the official flylight evaluator's) or "
+                  "spider (SPIDER lumbar-spine metrics, the official evaluation.py's)")
+      ->check(CLI::IsMember({"none", "fisbe", "spider"}));
+  cmd->add_option("--split-file", a->bench.split_file,
+                  "fisbe: sample_list_per_split.txt; samples in its 'partly' section are scored as partly labelled");
+  cmd->add_flag("--partly", a->bench.partly, "fisbe: score every sample as partly labelled");
+  cmd->add_option("--spacing", a->bench.spacing,
+                  "spider: ASD spacing, official (the script's swapped axis order, leaderboard-comparable) or correct")
+      ->check(CLI::IsMember({"official", "correct"}));
+  cmd->add_option("--threads", a->bench.threads, "CPU threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--labels", a->labels, "Comma-separated labels (default: every non-zero label present)");
   std::string names;
   for (const auto& n : pipelines::evaluation_metric_names()) names += (names.empty() ? "" : ",") + n;
@@ -49,6 +68,17 @@ void add_evaluate_command(CLI::App& app) {
       ->check(CLI::IsMember({"monai", "deepmind"}));
   cmd->add_option("--device", a->device, "cpu, cuda:N or auto");
   cmd->callback([a] {
+    if (a->bench.threads > 0) at::set_num_threads(a->bench.threads);
+    if (a->benchmark != "none") {
+      BenchmarkArgs b = a->bench;
+      b.pred = a->pred;
+      b.gt = a->ref;
+      b.out = a->out;
+      b.device = a->device;
+      if (a->benchmark == "fisbe") evaluate_fisbe_benchmark(b);
+      else evaluate_spider_benchmark(b);
+      return;
+    }
     pipelines::EvaluateOptions o;
     o.tolerance_mm = a->tolerance_mm;
     o.percentile = a->percentile;
