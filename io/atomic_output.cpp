@@ -1,6 +1,7 @@
 #include "io/atomic_output.h"
 
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <system_error>
 #include <vector>
@@ -61,6 +62,17 @@ void AtomicOutput::commit() {
   for (const auto& p : companions) move_into_place(p, parent / p.filename());
   move_into_place(temp_path_, target);
   committed_ = true;
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  AtomicOutput out(path);
+  {
+    std::ofstream f(out.path(), std::ios::binary);
+    f << text;
+    f.close();
+    if (!f) throw Error(path, "cannot write");
+  }
+  out.commit();
 }
 
 }  // namespace neuroseg::io

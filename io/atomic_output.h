@@ -28,4 +28,7 @@ class AtomicOutput {
   bool committed_ = false;
 };
 
+/// Writes `text` to `path` through an AtomicOutput; throws io::Error naming `path`.
+void write_text_atomic(const std::string& path, const std::string& text);
+
 }  // namespace neuroseg::io
