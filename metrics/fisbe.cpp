@@ -2,11 +2,16 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <climits>
+#include <cstring>
 #include <cmath>
 #include <map>
 #include <numeric>
 #include <queue>
+#include <type_traits>
 #include <unordered_map>
 
 #include <ATen/ATen.h>
@@ -44,9 +49,17 @@ struct ValueStats {
 };
 using StatsMap = std::unordered_map<int64_t, ValueStats>;
 
+template <typename T>
+inline bool zero_word(const T* p) {
+  uint64_t w;
+  std::memcpy(&w, p, sizeof(w));
+  return w == 0;
+}
+
 /// Voxel count and bounding box of every non-zero value of one channel, by runs along x.
 template <typename T>
 StatsMap channel_stats(const T* data, int64_t Z, int64_t Y, int64_t X) {
+  constexpr int64_t kPerWord = static_cast<int64_t>(sizeof(uint64_t) / sizeof(T));
   std::vector<StatsMap> per_slab(static_cast<size_t>(Z));
   at::parallel_for(0, Z, 1, [&](int64_t zb, int64_t ze) {
     for (int64_t z = zb; z < ze; ++z) {
@@ -54,6 +67,9 @@ StatsMap channel_stats(const T* data, int64_t Z, int64_t Y, int64_t X) {
       for (int64_t y = 0; y < Y; ++y) {
         const T* row = data + (z * Y + y) * X;
         for (int64_t x = 0; x < X;) {
+          // Most of a FISBe channel is background: skip it 8 bytes at a time.
+          while (x + kPerWord <= X && zero_word(row + x)) x += kPerWord;
+          if (x >= X) break;
           const T v = row[x];
           if (v == T(0)) {
             ++x;
@@ -96,6 +112,15 @@ struct LabelStack {
       case at::kByte: return data.const_data_ptr<uint8_t>()[i];
       case at::kUInt16: return data.const_data_ptr<uint16_t>()[i];
       default: return data.const_data_ptr<int32_t>()[i];
+    }
+  }
+  /// Calls f(const T* ids) with the typed (C, Z, Y, X) buffer.
+  template <typename F>
+  void visit(F f) const {
+    switch (data.scalar_type()) {
+      case at::kByte: return f(data.const_data_ptr<uint8_t>());
+      case at::kUInt16: return f(data.const_data_ptr<uint16_t>());
+      default: return f(data.const_data_ptr<int32_t>());
     }
   }
   bool contains(int32_t id, int64_t v) const { return at(channel[id], v) == id; }
@@ -182,8 +207,18 @@ LabelStack normalise(at::Tensor t, int64_t remove_small, const std::string& what
     for (const auto& [v, cnt] : total) s.removed += cnt <= remove_small;
   s.C = std::max<int64_t>(1, static_cast<int64_t>(kept_channels.size()));
   const at::ScalarType out_type = s.count <= 255 ? at::kByte : (s.count <= 65535 ? at::kUInt16 : at::kInt);
-  // Renumber in place when the type already fits (the FISBe GT: uint8, one neuron per channel).
+  // Renumber in place when the type already fits (the FISBe GT: uint8, one neuron per channel),
+  // and not at all when every value keeps its number in its own channel (FISBe's GT again).
   const bool in_place = t.scalar_type() == out_type;
+  bool identity = in_place && static_cast<int64_t>(kept_channels.size()) == C;
+  for (int64_t c = 0; identity && c < C; ++c)
+    for (const auto& [v, id] : luts[c]) identity &= v == id;
+  if (identity) {
+    s.data = t;
+    s.channel_box.assign(static_cast<size_t>(s.C), Box{});
+    for (int32_t id = 1; id <= s.count; ++id) s.channel_box[s.channel[id]].add(s.box[id]);
+    return s;
+  }
   at::Tensor out = in_place ? t : at::empty({s.C, s.Z, s.Y, s.X}, t.options().dtype(out_type));
   if (kept_channels.empty()) {
     out = at::zeros({1, s.Z, s.Y, s.X}, t.options().dtype(out_type));
@@ -223,31 +258,42 @@ Overlaps find_overlaps(const LabelStack& s) {
   o.touches.assign(static_cast<size_t>(s.count) + 1, 0);
   if (s.C < 2) return o;
   std::vector<std::vector<char>> per_z(static_cast<size_t>(s.Z));
-  at::parallel_for(0, s.Z, 1, [&](int64_t zb, int64_t ze) {
-    std::vector<int64_t> cands;
-    for (int64_t z = zb; z < ze; ++z)
-      for (int64_t y = 0; y < s.Y; ++y) {
-        // Only rows inside >= 2 channels' boxes can hold an overlap.
-        cands.clear();
-        int64_t x0 = INT64_MAX, x1 = -1;
-        for (int64_t c = 0; c < s.C; ++c) {
-          const Box& b = s.channel_box[c];
-          if (b.empty() || z < b.z0 || z > b.z1 || y < b.y0 || y > b.y1) continue;
-          cands.push_back(c);
-          x0 = std::min(x0, b.x0), x1 = std::max(x1, b.x1);
-        }
-        if (cands.size() < 2) continue;
-        const int64_t row = (z * s.Y + y) * s.X;
-        for (int64_t x = x0; x <= x1; ++x) {
-          int hits = 0;
-          for (int64_t c : cands) hits += s.at(c, row + x) != 0;
-          if (hits < 2) continue;
+  s.visit([&](const auto* ids) {
+    const int64_t n = s.voxels();
+    at::parallel_for(0, s.Z, 1, [&](int64_t zb, int64_t ze) {
+      std::vector<int64_t> cands;
+      std::vector<uint8_t> hits(static_cast<size_t>(s.X));
+      for (int64_t z = zb; z < ze; ++z)
+        for (int64_t y = 0; y < s.Y; ++y) {
+          // Only rows inside >= 2 channels' boxes can hold an overlap.
+          cands.clear();
+          int64_t x0 = INT64_MAX, x1 = -1;
+          for (int64_t c = 0; c < s.C; ++c) {
+            const Box& b = s.channel_box[c];
+            if (b.empty() || z < b.z0 || z > b.z1 || y < b.y0 || y > b.y1) continue;
+            cands.push_back(c);
+            x0 = std::min(x0, b.x0), x1 = std::max(x1, b.x1);
+          }
+          if (cands.size() < 2) continue;
+          const int64_t row = (z * s.Y + y) * s.X;
+          // Count channels per voxel (a plain loop the compiler vectorises), then look closer
+          // only if some voxel has two.
+          std::fill(hits.begin() + x0, hits.begin() + x1 + 1, 0);
+          for (int64_t c : cands) {
+            const auto* r = ids + c * n + row;
+            for (int64_t x = x0; x <= x1; ++x) hits[x] += r[x] != 0;
+          }
+          uint8_t most = 0;
+          for (int64_t x = x0; x <= x1; ++x) most = std::max(most, hits[x]);
+          if (most < 2) continue;
           auto& touched = per_z[z];
           if (touched.empty()) touched.assign(static_cast<size_t>(s.count) + 1, 0);
-          for (int64_t c : cands)
-            if (const int32_t id = s.at(c, row + x)) touched[id] = 1;
+          for (int64_t x = x0; x <= x1; ++x)
+            if (hits[x] >= 2)
+              for (int64_t c : cands)
+                if (const int64_t id = ids[c * n + row + x]) touched[id] = 1;
         }
-      }
+    });
   });
   for (const auto& t : per_z) {
     if (t.empty()) continue;
@@ -286,16 +332,21 @@ std::vector<int64_t> instance_skeleton(const LabelStack& s, int32_t id, bool cut
   at::Tensor mask = at::empty({d, h, w}, at::TensorOptions().dtype(at::kByte));
   uint8_t* m = mask.data_ptr<uint8_t>();
   const int64_t c = s.channel[id];
-  for (int64_t z = 0; z < d; ++z)
-    for (int64_t y = 0; y < h; ++y) {
-      const int64_t row = ((b.z0 + z) * s.Y + (b.y0 + y)) * s.X + b.x0;
-      uint8_t* out = m + (z * h + y) * w;
-      for (int64_t x = 0; x < w; ++x) {
-        bool in = s.at(c, row + x) == id;
-        if (in && cut_overlaps && s.nonzero_channels(row + x) >= 2) in = false;
-        out[x] = in;
+  s.visit([&](const auto* ids) {
+    const auto* channel = ids + c * s.voxels();
+    using T = std::remove_const_t<std::remove_reference_t<decltype(*ids)>>;
+    const T key = static_cast<T>(id);
+    for (int64_t z = 0; z < d; ++z)
+      for (int64_t y = 0; y < h; ++y) {
+        const int64_t row = ((b.z0 + z) * s.Y + (b.y0 + y)) * s.X + b.x0;
+        uint8_t* out = m + (z * h + y) * w;
+        const T* in = channel + row;
+        for (int64_t x = 0; x < w; ++x) out[x] = in[x] == key;
+        if (cut_overlaps)
+          for (int64_t x = 0; x < w; ++x)
+            if (out[x] && s.nonzero_channels(row + x) >= 2) out[x] = 0;
       }
-    }
+  });
   const at::Tensor skel = skeletonize(mask);
   const uint8_t* k = skel.const_data_ptr<uint8_t>();
   std::vector<int64_t> voxels;
@@ -641,6 +692,14 @@ const std::vector<double>& fisbe_thresholds() {
 
 FisbeVolumeResult evaluate_fisbe_volume(at::Tensor gt_in, at::Tensor pred_in, const FisbeOptions& options) {
   FisbeVolumeResult r;
+  const bool timing = std::getenv("NEUROSEG_FISBE_TIMING") != nullptr;
+  auto t_last = std::chrono::steady_clock::now();
+  auto lap = [&](const char* what) {
+    if (!timing) return;
+    const auto now = std::chrono::steady_clock::now();
+    std::fprintf(stderr, "fisbe: %-12s %.3f s\n", what, std::chrono::duration<double>(now - t_last).count());
+    t_last = now;
+  };
   gt_in = as_stack(std::move(gt_in), "ground truth");
   pred_in = as_stack(std::move(pred_in), "prediction");
   // util.py: check_and_fix_sizes: the larger array is centre-cropped to the smaller.
@@ -657,17 +716,21 @@ FisbeVolumeResult evaluate_fisbe_volume(at::Tensor gt_in, at::Tensor pred_in, co
     else gt_in = centre_crop(gt_in, ps.vec());
   }
   LabelStack gt = normalise(std::move(gt_in), 0, "ground truth");
+  lap("crop");
   LabelStack pred = normalise(std::move(pred_in), options.remove_small_components, "prediction");
+  lap("normalise");
   const int64_t NG = gt.count, NP = pred.count, cols = NP + 1;
   r.num_gt = NG, r.num_pred = NP, r.removed_small = pred.removed;
   if (NG == 0) r.warnings.push_back("the ground truth has no instances (the reference evaluator fails on such a volume)");
 
   const Overlaps gt_ov = find_overlaps(gt), pred_ov = find_overlaps(pred);
   r.gt_overlaps = gt_ov.any, r.pred_overlaps = pred_ov.any;
+  lap("overlaps");
   const bool overlaps = gt_ov.any || pred_ov.any;
 
   // Skeletons: every instance once, on its bounding box.
   const Skeletons gt_sk = all_skeletons(gt), pred_sk = all_skeletons(pred);
+  lap("skeletons");
   r.recall = centerline_overlap(gt_sk, pred);  // (NG+1) x (NP+1)
   {
     const std::vector<float> prec_t = centerline_overlap(pred_sk, gt);  // (NP+1) x (NG+1)
@@ -755,6 +818,7 @@ FisbeVolumeResult evaluate_fisbe_volume(at::Tensor gt_in, at::Tensor pred_in, co
   }
   r.avg_f1_cov_score = 0.5 * r.av_f1 + 0.5 * r.avg_gt_coverage;
 
+  lap("matching");
   r.false_merges = many_to_many(r.recall, NG, NP, 0.1, overlaps, gt_sk, gt, pred).fm;
   r.false_splits = many_to_many(r.recall, NG, NP, 0.05, overlaps, gt_sk, gt, pred).fs;
 
@@ -775,6 +839,7 @@ FisbeVolumeResult evaluate_fisbe_volume(at::Tensor gt_in, at::Tensor pred_in, co
     if (gt_ov.touches[g]) overlap_rows.push_back(g);
   r.overlap = subset_scores(overlap_rows, gt, pred, gt_sk, pred_sk, r.recall, r.localization, pred_ov.any, r.warnings,
                             "overlap");
+  lap("m2m+subsets");
   return r;
 }
 
