@@ -143,7 +143,11 @@ void evaluate_spider_benchmark(const BenchmarkArgs& args) {
   for (const auto& p : problems) io::warn(p);
   if (pairs.empty()) throw io::Error(pred, "no prediction matches a ground truth in " + gt);
 
-  std::fprintf(stderr, "neuroseg evaluate: SPIDER, %zu case(s), %s spacing\n", pairs.size(), metrics::to_string(spacing));
+  // One pair (two files): its error is the run's one-line error. A batch reports each bad
+  // case, scores the rest and fails at the end.
+  const bool batch = pairs.size() > 1 || !problems.empty();
+  if (batch)
+    std::fprintf(stderr, "neuroseg evaluate: SPIDER, %zu case(s), %s spacing\n", pairs.size(), metrics::to_string(spacing));
   const char* clear = isatty(2) ? "\r\033[K" : "";
   pipelines::ProgressBar bar(static_cast<int64_t>(pairs.size()), "spider");
   std::vector<CaseResult> results;
@@ -153,15 +157,16 @@ void evaluate_spider_benchmark(const BenchmarkArgs& args) {
     results.push_back(score_pair(pair, spacing));
     const CaseResult& r = results.back();
     if (!r.error.empty()) {
+      if (!batch) throw std::runtime_error(r.error);
       ++failed;
       std::fprintf(stderr, "%sneuroseg: error: %s\n", clear, r.error.c_str());
     } else {
       scored.push_back(r.scores);
-      for (const auto& n : r.scores.notes) std::fprintf(stderr, "%sneuroseg: warning: %s: %s\n", clear, r.pair.reference.c_str(), n.c_str());
+      for (const auto& n : r.scores.notes) io::warn(r.pair.reference + ": " + n);
     }
     char note[256];
     std::snprintf(note, sizeof(note), "%s %.2f s", r.pair.name.c_str(), r.seconds);
-    bar.update(static_cast<int64_t>(results.size()), note);
+    if (batch) bar.update(static_cast<int64_t>(results.size()), note);
   }
   if (scored.empty()) throw io::Error(args.pred, "no case could be scored (see the messages above); nothing written");
 
