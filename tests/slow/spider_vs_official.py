@@ -5,7 +5,7 @@ numbers the script produced (expected_official.json; expected_correct.json from 
 with the spacing reversed) must be matched to 1e-6, aggregate and per case, for
 --spacing official and correct. Then bad input: a batch with a corrupt, a mismatched and a
 missing prediction scores the rest and exits non-zero; a single bad pair is one stderr line
-naming the file, and nothing is written.
+naming the file, and nothing is written. Last, `neuroseg segment --instances spine` end to end.
 
 With SPIDER_EVALUATION_PY=/path/to/evaluation.py (and SimpleITK + pandas importable) the
 official script is also run here and its numbers compared with the committed ones.
@@ -159,6 +159,19 @@ try:
     p = run("evaluate", "--benchmark", "spider", "--pred", os.path.join(tmp, "nope.mha"), "--gt", flt_gt, "-o", os.path.join(tmp, "x"))
     lines = [l for l in p.stderr.splitlines() if l.strip()]
     check(p.returncode != 0 and len(lines) == 1 and "nope.mha" in lines[0], f"missing prediction file: {lines}")
+
+    # 5. segment --instances spine through the CLI: the shipped brain-extraction model's mask,
+    # cut at the top of the field of view, is one "vertebra" touching the cranio-caudal end: 101.
+    import nibabel as nib
+    import numpy as np
+    src = nib.load(os.path.join(HERE, "..", "..", "data_samples", "ch2bet_2mm.nii.gz"))  # RAS, axis 2 = S
+    nib.save(nib.Nifti1Image(np.asanyarray(src.dataobj)[:, :, :60], src.affine, src.header), os.path.join(tmp, "top.nii.gz"))
+    seg = os.path.join(tmp, "seg")
+    p = run("segment", "-i", os.path.join(tmp, "top.nii.gz"), "-o", seg, "--instances", "spine", "--no-qc")
+    labels = np.unique(np.asanyarray(nib.load(os.path.join(seg, "top_seg.nii.gz")).dataobj)) if p.returncode == 0 else None
+    check(p.returncode == 0 and list(labels) == [0, 101], f"segment --instances spine: {p.returncode} {labels} {p.stderr[-300:]}")
+    p = run("segment", "-i", os.path.join(tmp, "top.nii.gz"), "-o", seg, "--instances", "neuronz")
+    check(p.returncode != 0 and "--instances" in p.stderr, f"segment --instances neuronz: {p.returncode} {p.stderr}")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
