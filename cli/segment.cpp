@@ -22,6 +22,7 @@
 #include "pipelines/qc.h"
 #include "pipelines/cases.h"
 #include "pipelines/segment.h"
+#include "pipelines/spine_instances.h"
 
 namespace fs = std::filesystem;
 
@@ -68,6 +69,7 @@ struct SegmentArgs {
   std::vector<int64_t> roi;
   bool tta = false, probabilities = false, resume = false, no_qc = false, amp = false;
   std::string shard, devices, adapter, adapter_csv;
+  std::string instances = "none";
 };
 
 // --adapter FILE / --adapter-csv CSV (case,adapter): every adapter is loaded (and checked
@@ -151,6 +153,7 @@ void run_on_all_devices(const SegmentArgs& a) {
     if (!a.model.empty()) c.args.insert(c.args.end(), {"--model", a.model});
     if (!a.adapter.empty()) c.args.insert(c.args.end(), {"--adapter", a.adapter});
     if (!a.adapter_csv.empty()) c.args.insert(c.args.end(), {"--adapter-csv", a.adapter_csv});
+    if (a.instances != "none") c.args.insert(c.args.end(), {"--instances", a.instances});
     if (!a.roi.empty())
       c.args.insert(c.args.end(), {"--roi", std::to_string(a.roi[0]), std::to_string(a.roi[1]), std::to_string(a.roi[2])});
     for (const auto& [on, flag] : {std::pair{a.tta, "--tta"}, std::pair{a.amp, "--amp"}, std::pair{a.probabilities, "--probabilities"},
@@ -188,6 +191,11 @@ void add_segment_command(CLI::App& app) {
   cmd->add_option("--adapter-csv", a->adapter_csv,
                   "CSV of case,adapter: a per-case adapter (cases not listed use --adapter, or none)");
   cmd->add_option("--devices", a->devices, "all: one process per visible GPU, each segmenting its shard of the cases");
+  cmd->add_option("--instances", a->instances,
+                  "Semantic -> instance labels before writing: none, or spine (model classes 1 vertebra, 2 disc, "
+                  "3 canal -> SPIDER labels: vertebrae 1.. from the bottom, discs 200 + the vertebra above, canal 100; "
+                  "pipelines/spine_instances.h)")
+      ->check(CLI::IsMember({"none", "spine"}));
   cmd->callback([a] {
     if (!a->devices.empty()) {
       run_on_all_devices(*a);
@@ -212,6 +220,7 @@ void add_segment_command(CLI::App& app) {
     AdapterSwitch adapter_switch(segmenter, a->adapter, a->adapter_csv, cases);
     pipelines::SegmentOptions options;
     if (adapter_switch.active()) options.before_network = [&adapter_switch](const std::string& c) { adapter_switch.before(c); };
+    if (a->instances == "spine") options.postprocess_labels = [](io::Volume& labels) { labels = pipelines::spine_instances(labels); };
     options.probabilities = a->probabilities;
     options.resume = a->resume;
     options.qc = !a->no_qc;

@@ -201,6 +201,7 @@ CaseResult write_stage(const Segmenter& s, CaseWork& w, const std::string& out_d
     if (s.postprocessing.largest_component)
       labels.data = metrics::keep_largest_component_per_label(labels.data[0], s.postprocessing.connectivity).unsqueeze(0);
     if (s.postprocessing.fill_holes) labels.data = metrics::fill_holes_per_label(labels.data[0]).unsqueeze(0);
+    if (o.postprocess_labels) o.postprocess_labels(labels);
     io::write_volume(labels, w.result.output);
     if (o.probabilities) {
       io::Volume p = probabilities;

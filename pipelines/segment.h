@@ -41,6 +41,9 @@ struct SegmentOptions {
   /// Called with the case name right before its network pass, on the thread that runs the
   /// network (e.g. to switch the model's adapter per case); may throw to fail that case.
   std::function<void(const std::string& case_name)> before_network;
+  /// Called with the final label map right before it is written (after the checkpoint's
+  /// postprocessing), e.g. to turn semantic labels into instances; may replace it or throw.
+  std::function<void(io::Volume& labels)> postprocess_labels;
 };
 
 struct CaseResult {
