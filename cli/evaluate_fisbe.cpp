@@ -3,6 +3,7 @@
 // summary.csv (+ summary_complete.csv / summary_partly.csv for mixed sets), and a leaderboard.
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
@@ -71,6 +72,9 @@ void evaluate_fisbe_benchmark(const BenchmarkArgs& a) {
       if (!fs::exists(gt_path)) throw io::Error(gt_path, "ground truth not found for prediction " + pred_path);
       pipelines::FisbeLabels g = pipelines::read_fisbe_labels(gt_path, {"volumes/gt_instances"});
       pipelines::FisbeLabels p = pipelines::read_fisbe_labels(pred_path, pipelines::fisbe_prediction_keys());
+      if (std::getenv("NEUROSEG_FISBE_TIMING"))
+        std::fprintf(stderr, "fisbe: reading     %.3f s\n",
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       metrics::FisbeOptions o;
       o.partly = c.partly;
       o.dim_instances = g.dim_neurons;

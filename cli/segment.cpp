@@ -22,6 +22,7 @@
 #include "pipelines/qc.h"
 #include "pipelines/cases.h"
 #include "pipelines/segment.h"
+#include "pipelines/neuron_instances.h"
 #include "pipelines/spine_instances.h"
 
 namespace fs = std::filesystem;
@@ -192,10 +193,12 @@ void add_segment_command(CLI::App& app) {
                   "CSV of case,adapter: a per-case adapter (cases not listed use --adapter, or none)");
   cmd->add_option("--devices", a->devices, "all: one process per visible GPU, each segmenting its shard of the cases");
   cmd->add_option("--instances", a->instances,
-                  "Semantic -> instance labels before writing: none, or spine (model classes 1 vertebra, 2 disc, "
+                  "Semantic -> instance labels before writing: none; spine (model classes 1 vertebra, 2 disc, "
                   "3 canal -> SPIDER labels: vertebrae 1.. from the bottom, discs 200 + the vertebra above, canal 100; "
-                  "pipelines/spine_instances.h)")
-      ->check(CLI::IsMember({"none", "spine"}));
+                  "pipelines/spine_instances.h); or neurons (foreground split by colour and connectivity into "
+                  "neurons, written in FISBe's format <case>.zarr/volumes/pred_instances; "
+                  "pipelines/neuron_instances.h)")
+      ->check(CLI::IsMember({"none", "spine", "neurons"}));
   cmd->callback([a] {
     if (!a->devices.empty()) {
       run_on_all_devices(*a);
@@ -220,7 +223,15 @@ void add_segment_command(CLI::App& app) {
     AdapterSwitch adapter_switch(segmenter, a->adapter, a->adapter_csv, cases);
     pipelines::SegmentOptions options;
     if (adapter_switch.active()) options.before_network = [&adapter_switch](const std::string& c) { adapter_switch.before(c); };
-    if (a->instances == "spine") options.postprocess_labels = [](io::Volume& labels) { labels = pipelines::spine_instances(labels); };
+    if (a->instances == "spine")
+      options.postprocess_labels = [](io::Volume& labels, const io::Volume&) { labels = pipelines::spine_instances(labels); };
+    if (a->instances == "neurons") {
+      options.postprocess_labels = [](io::Volume& labels, const io::Volume& image) {
+        labels.data = pipelines::neuron_instances(labels.data[0], image.data).unsqueeze(0);
+        labels.source.dtype = io::DType::Int32;
+      };
+      options.output_name = [](const std::string& c) { return c + ".zarr/volumes/pred_instances"; };
+    }
     options.probabilities = a->probabilities;
     options.resume = a->resume;
     options.qc = !a->no_qc;

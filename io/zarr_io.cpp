@@ -200,6 +200,17 @@ void write_zarr(const Volume& v, const std::string& path, const WriteOptions& op
   });
   if (failed) throw Error(path, "write failed (disk full or not writable)");
   out.commit();
+  // An array inside a group, e.g. sample.zarr/volumes/pred_instances (FISBe's layout): zarr
+  // readers walk the path only through folders marked with .zgroup.
+  std::vector<fs::path> parents;
+  for (fs::path p = fs::path(path).parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path()) {
+    parents.push_back(p);
+    if (p.extension() == ".zarr") {
+      for (const auto& g : parents)
+        if (!fs::exists(g / ".zgroup") && !fs::exists(g / ".zarray")) std::ofstream(g / ".zgroup") << "{\n    \"zarr_format\": 2\n}";
+      break;
+    }
+  }
 }
 
 }  // namespace neuroseg::io

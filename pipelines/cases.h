@@ -7,9 +7,11 @@
 namespace neuroseg::pipelines {
 
 /// Inputs of a run: the file itself, or every supported volume / DICOM series / zarr array
-/// in a folder, sorted by name.
+/// in a folder, sorted by name. A zarr sample in FISBe's layout (<name>.zarr/volumes/raw)
+/// stands for its raw array.
 std::vector<std::string> list_cases(const std::string& input);
-/// Case name: the file name without its volume extension (".nii.gz", ".mha", ...).
+/// Case name: the file name without its volume extension (".nii.gz", ".mha", ...); for an
+/// array inside a zarr sample, the sample's name (<name>.zarr/volumes/raw -> <name>).
 std::string case_name(const std::string& path);
 
 }  // namespace neuroseg::pipelines

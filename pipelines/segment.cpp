@@ -152,7 +152,7 @@ CaseWork load_stage(const Segmenter& s, const std::string& input, const std::str
   w.start = std::chrono::steady_clock::now();
   w.result.input = input;
   w.result.name = case_name(input);
-  w.result.output = (fs::path(out_dir) / (w.result.name + "_seg.nii.gz")).string();
+  w.result.output = (fs::path(out_dir) / (o.output_name ? o.output_name(w.result.name) : w.result.name + "_seg.nii.gz")).string();
   if (o.resume && fs::exists(w.result.output)) {
     w.result.status = "skipped";
     return w;
@@ -201,7 +201,7 @@ CaseResult write_stage(const Segmenter& s, CaseWork& w, const std::string& out_d
     if (s.postprocessing.largest_component)
       labels.data = metrics::keep_largest_component_per_label(labels.data[0], s.postprocessing.connectivity).unsqueeze(0);
     if (s.postprocessing.fill_holes) labels.data = metrics::fill_holes_per_label(labels.data[0]).unsqueeze(0);
-    if (o.postprocess_labels) o.postprocess_labels(labels);
+    if (o.postprocess_labels) o.postprocess_labels(labels, w.image);
     io::write_volume(labels, w.result.output);
     if (o.probabilities) {
       io::Volume p = probabilities;

@@ -41,9 +41,12 @@ struct SegmentOptions {
   /// Called with the case name right before its network pass, on the thread that runs the
   /// network (e.g. to switch the model's adapter per case); may throw to fail that case.
   std::function<void(const std::string& case_name)> before_network;
-  /// Called with the final label map right before it is written (after the checkpoint's
-  /// postprocessing), e.g. to turn semantic labels into instances; may replace it or throw.
-  std::function<void(io::Volume& labels)> postprocess_labels;
+  /// Called with the final label map and the input image right before the labels are
+  /// written (after the checkpoint's postprocessing), e.g. to turn semantic labels into
+  /// instances; may replace the labels or throw.
+  std::function<void(io::Volume& labels, const io::Volume& image)> postprocess_labels;
+  /// The labels' file, relative to the output folder (default "<case>_seg.nii.gz").
+  std::function<std::string(const std::string& case_name)> output_name;
 };
 
 struct CaseResult {
