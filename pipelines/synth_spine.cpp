@@ -169,7 +169,7 @@ SpineAnatomy draw_anatomy(Rng& rng, double w_lo, double w_hi) {
     // Sacrum top (S1 endplate) a little above the bottom of the field of view.
     const double sacrum_top = w_lo + rng.uniform(22, 48);
     an.w_mid = sacrum_top + rng.uniform(80, 110);  // the lordosis peaks near L3
-    an.kappa = rng.uniform(12, 30) / (100.0 * 100.0);  // ~1-3 cm anterior bulge over 10 cm
+    an.kappa = rng.uniform(6, 12) / (100.0 * 100.0);  // 6-12 mm anterior bulge over 10 cm
     // The sacrum: a long body steeply tilted (sacral slope), its top endplate at sacrum_top.
     Level s;
     s.A = rng.uniform(20, 25), s.B = an.B_avg * rng.uniform(0.95, 1.05), s.C = 35;
