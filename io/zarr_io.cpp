@@ -147,7 +147,9 @@ void write_zarr(const Volume& v, const std::string& path, const WriteOptions& op
   const auto s = v.size_xyz();
   const int64_t chunk = std::max<int64_t>(1, options.zarr_chunk);
   at::Tensor dense = disk.data;
-  if (v.channels() > 1) {
+  // A one-channel volume marked "4d" keeps its channel axis: (1, Z, Y, X), as FISBe's
+  // gt_instances with one neuron (readers mark "4d" only for C > 1, so nothing else changes).
+  if (v.channels() > 1 || v.source.channel_axis == "4d") {
     m.shape = {v.channels(), s[2], s[1], s[0]};
     m.chunks = {1, std::min(chunk, s[2]), std::min(chunk, s[1]), std::min(chunk, s[0])};
   } else if (v.source.spatial_dims == 2 && s[2] == 1) {
