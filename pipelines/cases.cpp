@@ -12,14 +12,6 @@ namespace {
 
 const char* kExtensions[] = {".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".tif", ".tiff", ".dcm", ".zarr"};
 
-bool has_volume_extension(const std::string& name) {
-  for (const char* e : kExtensions) {
-    const std::string ext(e);
-    if (name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0) return true;
-  }
-  return false;
-}
-
 /// The image of a FISBe-style zarr sample (<name>.zarr/volumes/raw), or "" if `p` is none.
 std::string sample_image(const fs::path& p) {
   if (fs::exists(p / ".zarray")) return "";
@@ -28,6 +20,14 @@ std::string sample_image(const fs::path& p) {
 }
 
 }  // namespace
+
+bool has_volume_extension(const std::string& name) {
+  for (const char* e : kExtensions) {
+    const std::string ext(e);
+    if (name.size() > ext.size() && name.compare(name.size() - ext.size(), ext.size(), ext) == 0) return true;
+  }
+  return false;
+}
 
 std::vector<std::string> list_cases(const std::string& input) {
   std::error_code ec;

@@ -134,8 +134,8 @@ std::vector<std::string> list_fisbe_predictions(const std::string& folder) {
       out.push_back(e.path().string());
       continue;
     }
-    for (const auto& c : list_cases(e.path().string()))
-      if (c == e.path().string()) out.push_back(c);
+    if (has_volume_extension(name) || (e.is_directory() && fs::exists(e.path() / ".zarray")))
+      out.push_back(e.path().string());
   }
   if (ec) throw io::Error(folder, "cannot list folder (" + ec.message() + ")");
   std::sort(out.begin(), out.end(), natural_less);

@@ -10,6 +10,7 @@ evaluate --benchmark fisbe, all through the neuroseg CLI.
 4. `neuroseg segment --instances neurons`: foreground, then neurons by colour and connectivity
    (pipelines/neuron_instances.h), written as <name>.zarr/volumes/pred_instances;
 5. `neuroseg evaluate --benchmark fisbe` with the split file: S, avF1, C, clDice_TP, tp, FS, FM.
+
 usage: scripts/fisbe_demo.py [--work DIR] [--neuroseg build/neuroseg] [--train 6] [--test 3]
                              [--shape 96 192 192] [--epochs 12] [--iterations 40] [--threads 2]
 """
@@ -60,6 +61,10 @@ def main():
         root_group = zarr.open_group(s, mode="a")
         fg = (np.asarray(root_group["volumes/gt_instances"]) > 0).any(axis=0).astype(np.uint8)
         root_group.create_dataset("volumes/fg", data=fg, chunks=(64, 64, 64), compressor=Blosc("lz4", 5), overwrite=True)
+        # Same geometry as the raw image (neuroseg keeps it in .zattrs: 0.44 um voxels).
+        attrs = dict(root_group["volumes/raw"].attrs.asdict())
+        attrs.pop("channel_axis", None)
+        root_group["volumes/fg"].attrs.update(attrs)
         pairs.append([f"{s}/volumes/raw", f"{s}/volumes/fg"])
     cfg = {
         "data": {"train": pairs[1:], "validation": pairs[:1]},
