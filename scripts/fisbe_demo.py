@@ -13,6 +13,7 @@ evaluate --benchmark fisbe, all through the neuroseg CLI.
 
 usage: scripts/fisbe_demo.py [--work DIR] [--neuroseg build/neuroseg] [--train 6] [--test 3]
                              [--shape 96 192 192] [--epochs 12] [--iterations 40] [--threads 2]
+                             [--patch 32 64 64] [--channels 8 16 32 64]
 """
 import argparse
 import json
@@ -48,6 +49,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--iterations", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--patch", type=int, nargs=3, default=[32, 64, 64])
+    ap.add_argument("--channels", type=int, nargs="+", default=[8, 16, 32, 64])
     a = ap.parse_args()
     ns, w = a.neuroseg, a.work
     os.makedirs(w, exist_ok=True)
@@ -68,10 +71,10 @@ def main():
         pairs.append([f"{s}/volumes/raw", f"{s}/volumes/fg"])
     cfg = {
         "data": {"train": pairs[1:], "validation": pairs[:1]},
-        "model": {"name": "unet", "args": {"in_channels": 3, "out_channels": 2, "channels": [16, 32, 64, 128]}},
+        "model": {"name": "unet", "args": {"in_channels": 3, "out_channels": 2, "channels": a.channels}},
         "labels": {"background": 0, "neuron": 1},
         "preprocessing": {"normalization": {"scheme": "percentile", "low": 0, "high": 1500, "mean": 300, "std": 300}},
-        "patch_size": [32, 96, 96],
+        "patch_size": a.patch,
         "batch_size": 2,
         "epochs": a.epochs,
         "iterations_per_epoch": a.iterations,
