@@ -15,7 +15,7 @@ apt_packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libinsighttoolkit5-dev libgdcm-tools libopencv-dev doctest-dev nlohmann-json3-dev libcli11-dev
   zlib1g-dev libblosc-dev libzstd-dev
-  python3 python3-venv python3-numpy python3-scipy python3-skimage
+  python3 python3-venv python3-numpy python3-scipy python3-skimage python3-zarr
   mricron-data python3-nibabel python3-dipy python3-pydicom
   clang libclang-rt-14-dev
   libgloo-dev

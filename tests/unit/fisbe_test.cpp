@@ -148,7 +148,7 @@ TEST_SUITE("pipelines_neuron_instances") {
     };
     at::Tensor a = at::zeros({Z, Y, X}, at::kBool), b = a.clone(), c = a.clone(), d = a.clone();
     a.slice(0, 3, 9).slice(1, 27, 33).fill_(true);                      // along x, red
-    b.slice(0, 3, 9).slice(1, 0, 45).slice(2, 27, 33).fill_(true);     // along y, green, crossing a
+    b.slice(0, 3, 9).slice(1, 0, 40).slice(2, 27, 33).fill_(true);     // along y, green, crossing a
     c.slice(0, 3, 9).slice(1, 50, 56).slice(2, 5, 55).fill_(true);      // far away, red again
     d.slice(0, 0, 2).slice(1, 0, 3).slice(2, 0, 3).fill_(true);         // a tiny fragment
     paint(a, {900, 100, 100});
@@ -176,9 +176,11 @@ TEST_SUITE("pipelines_neuron_instances") {
     CHECK(b_id != a_id);  // crossing, different colour
     CHECK(b_id != 0);
     CHECK(ids.max().item<int>() >= 4);  // a, c and b cut in two by a
-    // One channel: connected components only.
+    // One channel: connected components only; c is 10 voxels from b's end, beyond the bridge.
     const at::Tensor cc = pipelines::neuron_instances(fg, raw.slice(0, 0, 1), o);
     CHECK(cc.max().item<int>() == 2);  // a+b, and c (d too small)
+    o.bridge = 5;  // ... and within this one: one neuron broken by the foreground
+    CHECK(pipelines::neuron_instances(fg, raw.slice(0, 0, 1), o).max().item<int>() == 1);
     CHECK_THROWS_AS(pipelines::neuron_instances(fg, raw.slice(1, 0, 5), o), io::Error);
   }
 }
