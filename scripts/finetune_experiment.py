@@ -23,17 +23,20 @@ def main():
     ap.add_argument("--out", default="/tmp/neuroseg_finetune_table")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--ranks", type=int, nargs="+", default=[4, 16, 64])
-    ap.add_argument("--models", nargs="+", default=["unet", "plsnet"])
+    ap.add_argument("--models", nargs="+", default=["unet", "plsnet"],
+                    help="unet, plsnet, unet_wide (channels 32-256: a base large enough that CP-LoRA is < 5 %%)")
+    ap.add_argument("--kinds", nargs="+", default=["lora-c", "convlora", "cp-lora", "dora-c", "convdora", "cp-dora"])
     a = ap.parse_args()
     dirs, src, tgt, test = make_sites(a.out)
     # Decoder globs: the U-Net's decoder blocks; PLS-Net's dec*, skip* and head.
     models = {"unet": ({"channels": [8, 16, 32], "out_channels": 2}, ["decoder*"]),
-              "plsnet": ({"out_channels": 2}, ["dec*", "skip*", "head"])}
+              "plsnet": ({"out_channels": 2}, ["dec*", "skip*", "head"]),
+              "unet_wide": ({"channels": [32, 64, 128, 256], "out_channels": 2}, ["decoder*"])}
     models = {k: v for k, v in models.items() if k in a.models}
     rows = []
     for model, (args, decoder) in models.items():
         def cfg(pairs, epochs):
-            return {"data": {"train": pairs}, "model": {"name": model, "args": args}, "labels": {"background": 0, "sphere": 1},
+            return {"data": {"train": pairs}, "model": {"name": model.replace("_wide", ""), "args": args}, "labels": {"background": 0, "sphere": 1},
                     "preprocessing": {"orientation": "RAS"}, "patch_size": [16, 16, 16], "batch_size": 2, "epochs": epochs,
                     "iterations_per_epoch": 20, "validation_every": epochs, "optimizer": {"name": "adamw", "lr": 0.003},
                     "workers": 1, "seed": 1}
@@ -42,8 +45,7 @@ def main():
         sh(["train", "--config", os.path.join(a.out, f"{model}_source.json"), "-o", os.path.join(a.out, f"{model}_source_run")])
         source = os.path.join(a.out, f"{model}_source_run", "checkpoint_last.pt")
         rows.append((model, "none (source model)", 0, dice_of(source, test, os.path.join(a.out, f"seg_{model}_none"))))
-        settings = [("full", None), ("layers", None)] + [(k, r) for k in ["lora-c", "convlora", "cp-lora", "dora-c", "convdora", "cp-dora"]
-                                                         for r in a.ranks]
+        settings = [("full", None), ("layers", None)] + [(k, r) for k in a.kinds for r in a.ranks]
         for kind, rank in settings:
             run = os.path.join(a.out, f"{model}_{kind}_{rank}")
             cmd = ["finetune", "--model", source, "--adapter", kind, "--config", os.path.join(a.out, f"{model}_target.json"), "-o", run]
