@@ -406,7 +406,10 @@ FisbeSample synth_fisbe_sample(const FisbeSynthOptions& o, int64_t index) {
             float sig[3] = {0.f, 0.f, 0.f};
             int inside = 0;
             // Most voxels are near no neuron: skip reading the N profile bytes there.
-            for (int64_t c = 0; touched[static_cast<std::size_t>(g - z0 * plane)] && c < neurons; ++c) {
+            // Summed in neuron order, not buffer order: float sums depend on the order, and
+            // raw must not change with which neurons --partly leaves unlabelled.
+            for (int64_t k = 0; touched[static_cast<std::size_t>(g - z0 * plane)] && k < neurons; ++k) {
+              const int64_t c = channel_of[static_cast<std::size_t>(k)];
               uint8_t& b = buf[c * voxels + g];
               if (!b) continue;
               const float p = profile_lut[b];
