@@ -173,9 +173,13 @@ Anatomy build_anatomy(const std::array<int64_t, 3>& shape, Rng& rng, int64_t neu
       // bundles are where GT channels overlap over long stretches), then head for own hub.
       const auto& other = trunks[static_cast<std::size_t>(rng.integer(0, k - 1))];
       const std::size_t n_follow = std::max<std::size_t>(2, static_cast<std::size_t>(other.size() * rng.uniform(0.4, 0.9)));
-      const V3 offset = scale(random_unit(rng), rng.uniform(1.5, 4.0));
+      // (One draw per statement: the order of evaluation of function arguments is
+      // unspecified, and the bytes must not depend on the compiler.)
+      const V3 offset_dir = random_unit(rng);
+      const V3 offset = scale(offset_dir, rng.uniform(1.5, 4.0));
       for (std::size_t i = 0; i < std::min(n_follow, other.size()); ++i) trunk.push_back(add(other[i], offset));
-      soma = add(trunk.front(), scale(random_unit(rng), rng.uniform(1.0, 3.0)));
+      const V3 soma_dir = random_unit(rng);
+      soma = add(trunk.front(), scale(soma_dir, rng.uniform(1.0, 3.0)));
       const V3 dir = trunk.size() >= 2 ? sub(trunk.back(), trunk[trunk.size() - 2]) : random_unit(rng);
       auto rest = nb.walk(trunk.back(), dir, static_cast<int64_t>(2 * L / step), 0.25, &hub.centre, 0.35, 0.0, hub.radius * 0.6);
       trunk.insert(trunk.end(), rest.begin() + 1, rest.end());
@@ -215,7 +219,8 @@ Anatomy build_anatomy(const std::array<int64_t, 3>& shape, Rng& rng, int64_t neu
     // A few short side branches along the trunk.
     for (int64_t b = rng.integer(0, 3); b > 0; --b) {
       const V3 from = trunk[static_cast<std::size_t>(rng.integer(0, static_cast<int64_t>(trunk.size()) - 1))];
-      auto br = nb.walk(from, random_unit(rng), static_cast<int64_t>(rng.uniform(0.05, 0.15) * L / step) + 2, 0.35, nullptr, 0,
+      const V3 dir = random_unit(rng);
+      auto br = nb.walk(from, dir, static_cast<int64_t>(rng.uniform(0.05, 0.15) * L / step) + 2, 0.35, nullptr, 0,
                         0, 0);
       nb.tubes(br, rng.uniform(1.0, 1.5), 1.0, ch, out);
     }
@@ -401,7 +406,10 @@ FisbeSample synth_fisbe_sample(const FisbeSynthOptions& o, int64_t index) {
             float sig[3] = {0.f, 0.f, 0.f};
             int inside = 0;
             // Most voxels are near no neuron: skip reading the N profile bytes there.
-            for (int64_t c = 0; touched[static_cast<std::size_t>(g - z0 * plane)] && c < neurons; ++c) {
+            // Summed in neuron order, not buffer order: float sums depend on the order, and
+            // raw must not change with which neurons --partly leaves unlabelled.
+            for (int64_t k = 0; touched[static_cast<std::size_t>(g - z0 * plane)] && k < neurons; ++k) {
+              const int64_t c = channel_of[static_cast<std::size_t>(k)];
               uint8_t& b = buf[c * voxels + g];
               if (!b) continue;
               const float p = profile_lut[b];
@@ -421,7 +429,8 @@ FisbeSample synth_fisbe_sample(const FisbeSynthOptions& o, int64_t index) {
               const float signal = illum * (ap.autofluorescence[j] * brain + sig[j]);
               const float sd = std::sqrt(ap.gain * signal + ap.read_noise * ap.read_noise);
               const float value = ap.offset[j] + signal + sd * synth::hash_normal(synth::mix64(noise_seed + static_cast<uint64_t>(g * 3 + j)));
-              out[j * voxels + g] = static_cast<int32_t>(std::clamp(std::lround(value), 0L, 4095L));
+              // Round half up after clamping (inline, unlike lround's libm call).
+              out[j * voxels + g] = static_cast<int32_t>(std::clamp(value, 0.f, 4095.f) + 0.5f);
             }
           }
         }

@@ -9,9 +9,11 @@ on `neuroseg synth spine` phantoms (SPIDER layout; T1 and T2 of one case share t
   class-fraction prior JSON taken from the source labels, i.e. anatomical knowledge, no target
   label; entropy-kl with the source model's own predictions as prior) on the unlabelled T2
   images of cases 9-14, and the upper bounds: the source model fine-tuned (every weight) and a
-  model trained from scratch on the T2 labels of cases 1-8.
+  model trained from scratch on the T2 labels of cases 1-8;
+- a control shift without contrast inversion (the T1 images of cases 9-20 with a strong
+  multiplicative bias field, gamma 0.6 and 6 % noise), adapted and scored the same way.
 
-usage: scripts/spine_shift_experiment.py [--out DIR] [--epochs 30] [--iterations 120] [--threads 2]
+usage: scripts/spine_shift_experiment.py [--out DIR] [--epochs 30] [--iterations 120] [--lr 3e-4]
 """
 import argparse
 import json
@@ -68,6 +70,25 @@ def prepare(out):
                 dst = os.path.join(folders[group], f"{case}_{contrast}.mha")
                 if not os.path.exists(dst):
                     shutil.copy(os.path.join(data, "images", f"{case}_{contrast}.mha"), dst)
+    # Control: T1 under a shift that keeps the contrast order (bias field, gamma, noise).
+    for group, cases in [("t1s_adapt", ADAPT), ("t1s_test", TEST)]:
+        folders[group] = os.path.join(out, group)
+        os.makedirs(folders[group], exist_ok=True)
+        for case in cases:
+            dst = os.path.join(folders[group], f"{case}_t1s.nii.gz")
+            if os.path.exists(dst):
+                continue
+            tmp = os.path.join(folders[group], f"{case}_tmp.nii.gz")
+            sh(["convert", os.path.join(data, "images", f"{case}_t1.mha"), tmp])
+            im = nib.load(tmp)
+            x = np.asanyarray(im.dataobj).astype(np.float32)
+            rng = np.random.default_rng(case)
+            i, j, k = np.meshgrid(*[np.arange(n) for n in x.shape], indexing="ij")
+            bias = np.exp(0.5 * np.sin(j / 90.0 + rng.uniform(0, 6)) * np.cos(k / 110.0 + rng.uniform(0, 6)))
+            m = x.max()
+            y = m * (x / m) ** 0.6 * bias + rng.normal(0, 0.06 * m, x.shape)
+            nib.save(nib.Nifti1Image(np.clip(y, 0, None).astype(np.float32), im.affine, im.header), dst)
+            os.remove(tmp)
     return folders
 
 
@@ -95,7 +116,7 @@ def main():
     ap.add_argument("--out", default="/tmp/neuroseg_spine_shift")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--iterations", type=int, default=120, help="adaptation steps")
-    ap.add_argument("--lr", default="3e-4", help="adaptation learning rate")
+    ap.add_argument("--lr", default="3e-4", help="adaptation learning rate (some variants set their own)")
     a = ap.parse_args()
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
@@ -127,17 +148,28 @@ def main():
     json.dump({"fractions": {name: float(fr[k]) for name, k in CLASSES.items()}}, open(prior, "w"))
     print("prior class fractions:", {name: round(float(fr[k]), 4) for name, k in CLASSES.items()})
 
-    common = ["--iterations", str(a.iterations), "--lr", a.lr, "--batch", "2", "--seed", "0"]
-    variants = [("tent", ["--method", "tent"]),
-                ("entropy-kl, prior JSON (source label fractions)", ["--method", "entropy-kl", "--prior", prior]),
-                ("entropy-kl, prior JSON x 1.3", ["--method", "entropy-kl", "--prior", prior, "--overestimate", "1.3"]),
-                ("entropy-kl, prior JSON, entropy weights 0.1/0.3/0.3/0.3", ["--method", "entropy-kl", "--prior", prior,
-                                                                            "--entropy-weights", "0.1", "0.3", "0.3", "0.3"]),
-                ("entropy-kl, prior = source predictions x 1.2", ["--method", "entropy-kl", "--overestimate", "1.2"])]
+    common = ["--iterations", str(a.iterations), "--batch", "2", "--seed", "0"]
+    lr = ["--lr", a.lr]
+    gentle = ["--method", "entropy-kl", "--overestimate", "1.2", "--entropy-weights", "0.1", "0.1", "0.1", "0.1", "--lr", "1e-4"]
+    variants = [("tent", ["--method", "tent"] + lr),
+                ("entropy-kl, prior JSON (source label fractions)", ["--method", "entropy-kl", "--prior", prior] + lr),
+                ("entropy-kl, prior JSON x 1.3", ["--method", "entropy-kl", "--prior", prior, "--overestimate", "1.3"] + lr),
+                ("entropy-kl, prior JSON, lr 1e-5", ["--method", "entropy-kl", "--prior", prior, "--lr", "1e-5"]),
+                ("entropy-kl, prior = source predictions x 1.2", ["--method", "entropy-kl", "--overestimate", "1.2"] + lr),
+                ("entropy-kl, source predictions x 1.2, weights 0.1 x 4, lr 1e-4", gentle),
+                ("entropy-kl, source predictions x 1.2, lr 1e-5", ["--method", "entropy-kl", "--overestimate", "1.2", "--lr", "1e-5"])]
     for i, (label, extra) in enumerate(variants):
         ckpt = os.path.join(a.out, f"adapt{i}.pt")
         sh(["adapt", "--model", source, "-i", folders["t2_adapt"], "-o", ckpt] + common + extra)
         rows.append((f"adapt {label}", dice_of(ckpt, folders, "t2_test", "t2", os.path.join(a.out, f"seg_adapt{i}"))))
+
+    control = [("control (T1 + bias, gamma, noise): no adaptation", dice_of(source, folders, "t1s_test", "t1s", os.path.join(a.out, "seg_c_none")))]
+    for i, (label, extra) in enumerate([("tent", ["--method", "tent"] + lr),
+                                        ("entropy-kl, prior = source predictions x 1.2", ["--method", "entropy-kl", "--overestimate", "1.2"] + lr),
+                                        ("entropy-kl, source predictions x 1.2, weights 0.1 x 4, lr 1e-4", gentle)]):
+        ckpt = os.path.join(a.out, f"control{i}.pt")
+        sh(["adapt", "--model", source, "-i", folders["t1s_adapt"], "-o", ckpt] + common + extra)
+        control.append((f"control: adapt {label}", dice_of(ckpt, folders, "t1s_test", "t1s", os.path.join(a.out, f"seg_c{i}"))))
 
     ft = os.path.join(a.out, "finetune_run")
     sh(["finetune", "--model", source, "--adapter", "full", "--config", os.path.join(a.out, "t2_ft_cfg.json"), "-o", ft])
@@ -147,6 +179,7 @@ def main():
     rows.append(("trained on T2 labels of cases 1-8 (upper bound)",
                  dice_of(os.path.join(a.out, "t2_run", "checkpoint_last.pt"), folders, "t2_test", "t2", os.path.join(a.out, "seg_t2"))))
 
+    rows += control
     print(f"\n{'setting':66} {'vertebra':>8} {'disc':>6} {'canal':>6} {'mean':>6}")
     for name, d in rows:
         print(f"{name:66} {d['vertebra']:>8.3f} {d['disc']:>6.3f} {d['canal']:>6.3f} {d['mean']:>6.3f}")
