@@ -6,7 +6,10 @@
 
 #include <ATen/ATen.h>
 #include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/instancenorm.h>
 #include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
 #include <torch/serialize.h>
 
 #include "io/error.h"
@@ -14,7 +17,7 @@
 namespace neuroseg::adapters {
 namespace {
 
-constexpr int kAdapterVersion = 1;
+constexpr int kAdapterVersion = 2;  // 2: optional trained norm parameters
 
 // FNV-1a over the bytes of every base parameter and buffer in name order.
 std::string weights_fingerprint(torch::nn::Module& m) {
@@ -115,11 +118,37 @@ AdaptedModelImpl::AdaptedModelImpl(models::SegmentationModel base, std::string b
     throw io::Error("--target " + pats, "matches no Conv2d/Conv3d/Linear layer of " + base_name_ + " (layers are named like: " +
                                             some + (candidates.size() > 6 ? ", ..." : "") + ")");
   }
+  if (options.train_norms) {
+    for (const auto& item : base_->named_modules("", /*include_self=*/false)) {
+      torch::nn::Module* m = item.value().get();
+      std::function<void(const at::Tensor&, const at::Tensor&)> set;
+      // The members the layers' forward reads; rebinding them is what bind() does.
+      if (auto* n3 = dynamic_cast<torch::nn::InstanceNorm3dImpl*>(m)) set = [n3](const at::Tensor& w, const at::Tensor& b) { n3->weight = w, n3->bias = b; };
+      else if (auto* n2 = dynamic_cast<torch::nn::InstanceNorm2dImpl*>(m)) set = [n2](const at::Tensor& w, const at::Tensor& b) { n2->weight = w, n2->bias = b; };
+      else if (auto* b3 = dynamic_cast<torch::nn::BatchNorm3dImpl*>(m)) set = [b3](const at::Tensor& w, const at::Tensor& b) { b3->weight = w, b3->bias = b; };
+      else if (auto* b2 = dynamic_cast<torch::nn::BatchNorm2dImpl*>(m)) set = [b2](const at::Tensor& w, const at::Tensor& b) { b2->weight = w, b2->bias = b; };
+      else if (auto* g = dynamic_cast<torch::nn::GroupNormImpl*>(m)) set = [g](const at::Tensor& w, const at::Tensor& b) { g->weight = w, g->bias = b; };
+      else if (auto* l = dynamic_cast<torch::nn::LayerNormImpl*>(m)) set = [l](const at::Tensor& w, const at::Tensor& b) { l->weight = w, l->bias = b; };
+      else continue;
+      const auto own = m->named_parameters(/*recurse=*/false);
+      if (!own.contains("weight") || !own.contains("bias")) continue;  // not affine
+      AdaptedNorm n;
+      n.name = item.key();
+      n.base_weight = own["weight"];
+      n.base_bias = own["bias"];
+      const std::string k = "norm" + std::to_string(norms_.size());
+      n.weight = register_parameter(k + "_weight", n.base_weight.detach().clone());
+      n.bias = register_parameter(k + "_bias", n.base_bias.detach().clone());
+      norms_.push_back(std::move(n));
+      set_norm_.push_back(std::move(set));
+    }
+  }
   base_args_["__fingerprint"] = weights_fingerprint(*base_);
 }
 
 void AdaptedModelImpl::bind() const {
   for (size_t i = 0; i < layers_.size(); ++i) set_weight_[i](layers_[i].update->effective_weight());
+  for (size_t i = 0; i < norms_.size(); ++i) set_norm_[i](norms_[i].weight, norms_[i].bias);
 }
 
 at::Tensor AdaptedModelImpl::forward(const at::Tensor& x) {
@@ -140,6 +169,14 @@ void AdaptedModelImpl::merge() {
     layers_[i].update->merge();
     set_weight_[i](layers_[i].update->effective_weight());
   }
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < norms_.size(); ++i) {
+    AdaptedNorm& n = norms_[i];
+    if (!n.saved_weight.defined()) n.saved_weight = n.base_weight.detach().clone(), n.saved_bias = n.base_bias.detach().clone();
+    n.base_weight.copy_(n.weight);
+    n.base_bias.copy_(n.bias);
+    set_norm_[i](n.base_weight, n.base_bias);
+  }
 }
 
 void AdaptedModelImpl::unmerge() {
@@ -147,11 +184,22 @@ void AdaptedModelImpl::unmerge() {
     layers_[i].update->unmerge();
     set_weight_[i](layers_[i].base_weight);
   }
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < norms_.size(); ++i) {
+    AdaptedNorm& n = norms_[i];
+    if (n.saved_weight.defined()) {
+      n.base_weight.copy_(n.saved_weight);
+      n.base_bias.copy_(n.saved_bias);
+      n.saved_weight = n.saved_bias = at::Tensor();
+    }
+    set_norm_[i](n.base_weight, n.base_bias);
+  }
 }
 
 int64_t AdaptedModelImpl::trainable_parameters() const {
   int64_t n = 0;
   for (const auto& l : layers_) n += l.update->trainable_parameters();
+  for (const auto& nm : norms_) n += nm.weight.numel() + nm.bias.numel();
   return n;
 }
 
@@ -166,6 +214,12 @@ void AdaptedModelImpl::print_table(std::FILE* out) const {
   for (const auto& l : layers_)
     std::fprintf(out, "%-40s %-7s %-18s %10lld\n", l.name.c_str(), l.type.c_str(), shape_str(l.weight_shape).c_str(),
                  static_cast<long long>(l.update->trainable_parameters()));
+  if (!norms_.empty()) {
+    int64_t np = 0;
+    for (const auto& nm : norms_) np += nm.weight.numel() + nm.bias.numel();
+    std::fprintf(out, "%-40s %-7s %-18s %10lld\n", ("+ " + std::to_string(norms_.size()) + " norm layers").c_str(), "norm",
+                 "weight, bias", static_cast<long long>(np));
+  }
   const int64_t t = trainable_parameters(), b = base_parameters();
   std::fprintf(out, "%s rank %lld alpha %g%s: %zu layer(s), %lld trainable parameters = %.3f%% of the base model's %lld\n",
                to_string(options_.kind).c_str(), static_cast<long long>(options_.rank), options_.alpha,
@@ -187,12 +241,23 @@ void AdaptedModelImpl::save(const std::string& path) const {
     layers.push_back({{"name", l.name}, {"type", l.type}, {"shape", l.weight_shape}});
     for (const auto& p : l.update->named_parameters()) weights.insert(l.name + ":" + p.key(), p.value().detach().to(at::kCPU).contiguous());
   }
-  const nlohmann::json meta = {{"adapter", to_string(options_.kind)}, {"rank", options_.rank},  {"alpha", options_.alpha},
-                               {"rslora", options_.rslora},           {"targets", targets_},    {"layers", layers},
-                               {"base", base_identity()}};
+  nlohmann::json meta = {{"adapter", to_string(options_.kind)}, {"rank", options_.rank},  {"alpha", options_.alpha},
+                         {"rslora", options_.rslora},           {"targets", targets_},    {"layers", layers},
+                         {"base", base_identity()}};
+  if (!norms_.empty()) {
+    nlohmann::json names = nlohmann::json::array();
+    for (const auto& n : norms_) {
+      names.push_back(n.name);
+      weights.insert(n.name + ":norm.weight", n.weight.detach().to(at::kCPU).contiguous());
+      weights.insert(n.name + ":norm.bias", n.bias.detach().to(at::kCPU).contiguous());
+    }
+    meta["norms"] = names;
+  }
   c10::impl::GenericDict root(c10::StringType::get(), c10::AnyType::get());
   root.insert(std::string("format"), std::string("neuroseg-adapter"));
-  root.insert(std::string("version"), int64_t(kAdapterVersion));
+  // Version 2 only when the file holds norm parameters: older readers refuse those files
+  // instead of silently ignoring the norms.
+  root.insert(std::string("version"), int64_t(norms_.empty() ? 1 : kAdapterVersion));
   root.insert(std::string("meta"), meta.dump());
   root.insert(std::string("state_dict"), weights);
   models::write_pickle(path, c10::IValue(root));
@@ -230,6 +295,21 @@ void AdaptedModelImpl::load(const std::string& path) {
       p.value().copy_(t);
     }
   }
+  const size_t file_norms = meta.contains("norms") ? meta.at("norms").size() : 0;
+  if (file_norms != norms_.size())
+    throw io::Error(path, "trains " + std::to_string(file_norms) + " norm layers, this model " + std::to_string(norms_.size()));
+  for (size_t i = 0; i < norms_.size(); ++i) {
+    if (meta.at("norms")[i] != norms_[i].name)
+      throw io::Error(path, "norm layer " + std::to_string(i) + " is " + meta.at("norms")[i].get<std::string>() +
+                                ", this model's is " + norms_[i].name);
+    for (const auto& [suffix, param] : {std::make_pair("weight", norms_[i].weight), std::make_pair("bias", norms_[i].bias)}) {
+      const std::string key = norms_[i].name + ":norm." + suffix;
+      if (!state.contains(key)) throw io::Error(path, "lacks " + key);
+      const at::Tensor t = state.at(key).toTensor();
+      if (t.sizes() != param.sizes()) throw io::Error(path, key + " has another shape than this model's");
+      param.copy_(t);
+    }
+  }
 }
 
 AdaptedModel load_adapted(const models::LoadedModel& base, const std::string& adapter_path) {
@@ -241,6 +321,7 @@ AdaptedModel load_adapted(const models::LoadedModel& base, const std::string& ad
     o.rank = meta.at("rank").get<int64_t>();
     o.alpha = meta.at("alpha").get<double>();
     o.rslora = meta.at("rslora").get<bool>();
+    o.train_norms = meta.contains("norms") && !meta.at("norms").empty();
   } catch (const nlohmann::json::exception&) {
     throw io::Error(adapter_path, "corrupt adapter metadata");
   }

@@ -28,6 +28,16 @@ struct AdaptedLayer {
   LowRankUpdate update{nullptr};
 };
 
+/// A normalisation layer whose affine parameters the adapter trains (AdapterOptions::
+/// train_norms): the base's own weight/bias stay untouched; trainable copies, registered here
+/// and saved in the adapter file, are bound before each forward like the low-rank weights.
+struct AdaptedNorm {
+  std::string name;
+  at::Tensor base_weight, base_bias;  ///< the layer's registered parameters
+  at::Tensor weight, bias;            ///< the trainable copies
+  at::Tensor saved_weight, saved_bias;  ///< base values while merged
+};
+
 class AdaptedModelImpl : public models::SegmentationModelImpl {
  public:
   /// Injects updates into every Conv2d/Conv3d/Linear of `base` whose name matches one of
@@ -48,6 +58,7 @@ class AdaptedModelImpl : public models::SegmentationModelImpl {
   void unmerge();
   models::SegmentationModel base() const { return base_; }
   const std::vector<AdaptedLayer>& layers() const { return layers_; }
+  const std::vector<AdaptedNorm>& norms() const { return norms_; }
   const AdapterOptions& options() const { return options_; }
   const std::vector<std::string>& targets() const { return targets_; }
   int64_t trainable_parameters() const;
@@ -74,6 +85,8 @@ class AdaptedModelImpl : public models::SegmentationModelImpl {
   std::vector<std::string> targets_;
   std::vector<AdaptedLayer> layers_;
   std::vector<std::function<void(const at::Tensor&)>> set_weight_;
+  std::vector<AdaptedNorm> norms_;
+  std::vector<std::function<void(const at::Tensor&, const at::Tensor&)>> set_norm_;
 };
 TORCH_MODULE(AdaptedModel);
 

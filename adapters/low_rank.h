@@ -43,6 +43,9 @@ struct AdapterOptions {
   int64_t rank = 8;
   double alpha = 16;
   bool rslora = false;  ///< scale alpha / sqrt(rank) instead of alpha / rank
+  /// Also train the affine parameters of every normalisation layer (instance, batch, group,
+  /// layer norm), as trainable copies kept in the adapter (adapters/adapted_model.h).
+  bool train_norms = false;
   double scaling() const;
 };
 

@@ -21,7 +21,7 @@ void add_finetune_command(CLI::App& app) {
     std::vector<std::string> targets{"*"};
     int64_t rank = 8, epochs = 0, threads = 0;
     double alpha = 16;
-    bool rslora = false, resume = false, distributed = false;
+    bool rslora = false, resume = false, distributed = false, train_norms = false;
   };
   auto a = std::make_shared<Args>();
   std::string kinds;
@@ -33,6 +33,8 @@ void add_finetune_command(CLI::App& app) {
   cmd->add_option("--rank", a->rank, "Rank r (CP: number of rank-one terms)")->check(CLI::Range(int64_t(1), int64_t(4096)));
   cmd->add_option("--alpha", a->alpha, "Scale alpha (updates are scaled by alpha / r)")->check(CLI::PositiveNumber);
   cmd->add_flag("--rslora", a->rslora, "Scale by alpha / sqrt(r) (rsLoRA)");
+  cmd->add_flag("--train-norms", a->train_norms,
+                "Also train the normalisation layers' affine parameters (kept in the adapter file)");
   cmd->add_option("--target", a->targets, "Layer-name globs to adapt, e.g. 'decoder*' '*.conv' (default: every conv/linear)")
       ->expected(1, 64);
   cmd->add_option("--config", a->config, "Training config (data, patch, optimizer, epochs, loss; the model comes from --model)")
@@ -54,6 +56,7 @@ void add_finetune_command(CLI::App& app) {
     ft.adapter.rank = a->rank;
     ft.adapter.alpha = a->alpha;
     ft.adapter.rslora = a->rslora;
+    ft.adapter.train_norms = a->train_norms;
     ft.targets = a->targets;
     const pipelines::TrainConfig config = pipelines::TrainConfig::from_file(a->config);
     pipelines::TrainOptions options;

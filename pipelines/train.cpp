@@ -500,7 +500,8 @@ double run_training(const TrainConfig& c, const std::string& run_dir, const Trai
   meta.patch_size = {config.patch[0], config.patch[1], config.patch[2]};
   meta.postprocessing = config.postprocessing;
   if (base) meta.training["finetune"] = {{"base", ft->base_checkpoint}, {"mode", ft->mode}, {"adapter", adapters::to_string(ft->adapter.kind)},
-                                         {"rank", ft->adapter.rank}, {"alpha", ft->adapter.alpha}, {"targets", ft->targets}};
+                                         {"rank", ft->adapter.rank}, {"alpha", ft->adapter.alpha}, {"targets", ft->targets},
+                                         {"train_norms", ft->adapter.train_norms}};
   // A plain run saves the model; a fine-tuning run the adapter file and the base with the
   // updates merged in (merge then unmerge restores the frozen base bit for bit).
   auto save_model = [&](const std::string& checkpoint, const std::string& adapter_file) {

@@ -132,6 +132,32 @@ TEST_SUITE("adapters") {
     other.meta.model = "unet";
     other.meta.args = args;
     CHECK_THROWS_WITH_AS(adapters::load_adapted(other, dir.file("site.nsa")), doctest::Contains("other weights"), io::Error);
+    // Norm training: trainable copies of the instance norms' affine parameters, saved with
+    // the updates; the base's own parameters stay untouched until merge, restored by unmerge.
+    adapters::AdapterOptions on = o;
+    on.train_norms = true;
+    adapters::AdaptedModel mn(base, "unet", args, on, std::vector<std::string>{"decoder*"});
+    REQUIRE_FALSE(mn->norms().empty());
+    int64_t norm_params = 0;
+    for (const auto& n : mn->norms()) norm_params += n.weight.numel() * 2;
+    CHECK(mn->trainable_parameters() == m->trainable_parameters() + norm_params);
+    mn->eval();
+    CHECK(at::allclose(mn->forward(x), base_out, 1e-5, 1e-6));  // identity at start
+    {
+      torch::NoGradGuard no_grad;
+      for (const auto& n : mn->norms()) n.weight.mul_(1.5), n.bias.add_(0.1);
+    }
+    const at::Tensor normed = mn->forward(x);
+    CHECK_FALSE(at::allclose(normed, base_out, 1e-4, 1e-4));
+    const at::Tensor base_norm0 = mn->norms()[0].base_weight.clone();
+    mn->merge();
+    CHECK(at::allclose(mn->base()->forward(x), normed, 1e-5, 1e-6));
+    mn->unmerge();
+    CHECK(at::equal(mn->norms()[0].base_weight, base_norm0));
+    mn->save(dir.file("site_norms.nsa"));
+    auto again_n = adapters::load_adapted(loaded, dir.file("site_norms.nsa"));
+    again_n->eval();
+    CHECK(at::allclose(again_n->forward(x), normed, 1e-6, 1e-7));
     CHECK(adapters::name_matches("decoder.1.conv", "*.conv"));
     CHECK_FALSE(adapters::name_matches("encoder.conv", "decoder.*"));
   }
