@@ -381,9 +381,11 @@ FisbeSample synth_fisbe_sample(const FisbeSynthOptions& o, int64_t index) {
   for (int v = 1; v < 256; ++v) profile_lut[v] = profile_of_t(decode_t(v));
 
   at::Tensor buffer = at::empty({neurons, nz, ny, nx}, at::kByte);  // (N_all, Z, Y, X) profile bytes, then GT
-  at::Tensor raw = at::empty({3, nz, ny, nx}, at::kInt);
+  // int16 holds the 12-bit values exactly at half the memory of the usual int32 for uint16
+  // (the writer stores uint16 either way).
+  at::Tensor raw = at::empty({3, nz, ny, nx}, at::kShort);
   uint8_t* buf = buffer.data_ptr<uint8_t>();
-  int32_t* out = raw.data_ptr<int32_t>();
+  int16_t* out = raw.data_ptr<int16_t>();
   std::vector<int64_t> overlaps(static_cast<std::size_t>(n_slabs), 0);
 
   at::parallel_for(0, n_slabs, 1, [&](int64_t begin, int64_t end) {
@@ -430,7 +432,7 @@ FisbeSample synth_fisbe_sample(const FisbeSynthOptions& o, int64_t index) {
               const float sd = std::sqrt(ap.gain * signal + ap.read_noise * ap.read_noise);
               const float value = ap.offset[j] + signal + sd * synth::hash_normal(synth::mix64(noise_seed + static_cast<uint64_t>(g * 3 + j)));
               // Round half up after clamping (inline, unlike lround's libm call).
-              out[j * voxels + g] = static_cast<int32_t>(std::clamp(value, 0.f, 4095.f) + 0.5f);
+              out[j * voxels + g] = static_cast<int16_t>(std::clamp(value, 0.f, 4095.f) + 0.5f);
             }
           }
         }

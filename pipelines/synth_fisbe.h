@@ -31,7 +31,7 @@ struct FisbeSynthOptions {
 /// One generated sample, in memory.
 struct FisbeSample {
   std::string name;
-  at::Tensor raw;  ///< (3, Z, Y, X) int32 holding uint16 values in [0, 4095]
+  at::Tensor raw;  ///< (3, Z, Y, X) int16 holding the uint16 values in [0, 4095] (written as uint16)
   at::Tensor gt;   ///< (N, Z, Y, X) uint8: channel k is 0 or k+1 (N = labelled neurons)
   int64_t neurons = 0;              ///< neurons in the image (labelled or not)
   std::vector<int64_t> dim_neurons; ///< instance ids (k+1) of labelled neurons drawn dim
