@@ -28,6 +28,7 @@
 #include "losses/loss_factory.h"
 #include "models/checkpoint.h"
 #include "models/registry.h"
+#include "models/sam.h"
 #include "pipelines/autocast_guard.h"
 #include "pipelines/dataset.h"
 #include "pipelines/distributed.h"
@@ -386,8 +387,11 @@ double run_training(const TrainConfig& c, const std::string& run_dir, const Trai
         if (std::any_of(ft->targets.begin(), ft->targets.end(), [&](const std::string& t) { return adapters::name_matches(item.key(), t); }))
           for (auto& p : item.value()->parameters(/*recurse=*/false)) p.set_requires_grad(true), ++matched;
       if (matched == 0) throw io::Error("--target", "matches no module with weights in " + ft->base_checkpoint);
+    } else if (ft->mode == "sam4em") {
+      std::tie(base->model, base->meta.args) =
+          models::prepare_sam4em(*base, ft->adapter.rank, ft->adapter.alpha, ft->memory_slots, !ft->freeze_decoder);
     } else if (ft->mode != "full") {
-      throw io::Error("finetune mode " + ft->mode, "expected adapter, full or layers");
+      throw io::Error("finetune mode " + ft->mode, "expected adapter, full, layers or sam4em");
     }
   }
   fs::create_directories(run_dir);
