@@ -77,7 +77,7 @@ SynthEmCase synth_em(const SynthEmOptions& o) {
 
   // Mitochondria: elongated ellipsoids, label 1.
   at::Tensor label = at::zeros({d, h, w}, at::kByte);
-  const int64_t mitos = o.mitochondria > 0 ? o.mitochondria : std::max<int64_t>(2, h * w / 6000);
+  const int64_t mitos = o.mitochondria > 0 ? o.mitochondria : std::max<int64_t>(2, h * w / 2500);
   for (int64_t i = 0; i < mitos; ++i) {
     const double half_len = uni(10, 26), half_wid = uni(5, 9), half_z = uni(12, 40);
     const double cx = uni(half_wid, w - half_wid), cy = uni(half_wid, h - half_wid), cz = uni(0, depth_phys);

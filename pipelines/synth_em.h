@@ -29,7 +29,7 @@ struct SynthEmOptions {
   double anisotropy = 4.0;   ///< z spacing / in-plane spacing (serial sections: 4-10)
   double spacing_nm = 5.0;   ///< in-plane pixel size; written as mm (5 nm = 5e-6 mm)
   int64_t cells = 0;         ///< Voronoi seeds; 0: one per 45³ px³ of physical volume
-  int64_t mitochondria = 0;  ///< 0: about one per 6000 px² of slice area
+  int64_t mitochondria = 0;  ///< 0: about one per 2500 px² of slice area
   double noise = 0.08;       ///< Gaussian noise sigma (intensities in [0, 1] before quantising)
   uint64_t seed = 0;
 };

@@ -390,6 +390,10 @@ double run_training(const TrainConfig& c, const std::string& run_dir, const Trai
     } else if (ft->mode == "sam4em") {
       std::tie(base->model, base->meta.args) =
           models::prepare_sam4em(*base, ft->adapter.rank, ft->adapter.alpha, ft->memory_slots, !ft->freeze_decoder);
+      const auto* sam = dynamic_cast<const models::SamImpl*>(base->model.get());
+      std::fprintf(stderr, "neuroseg finetune (sam4em): LoRA rank %lld on q and v of %lld encoder blocks: %lld parameters (= blocks x 2 x r x 2 x %lld)\n",
+                   static_cast<long long>(ft->adapter.rank), static_cast<long long>(sam->options.depth()),
+                   static_cast<long long>(sam->lora_parameters()), static_cast<long long>(sam->options.embed_dim()));
     } else if (ft->mode != "full") {
       throw io::Error("finetune mode " + ft->mode, "expected adapter, full, layers or sam4em");
     }
