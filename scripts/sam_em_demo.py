@@ -71,8 +71,10 @@ def main():
         z0 = 12 - k // 2  # K consecutive slices around the middle of stack 0
         name = f"few{k}"
         pair = [os.path.join(out, f"{name}_img.nii.gz"), os.path.join(out, f"{name}_seg.nii.gz")]
-        nib.save(nib.Nifti1Image(vol[:, :, z0:z0 + k], img.affine), pair[0])
-        nib.save(nib.Nifti1Image(lab[:, :, z0:z0 + k], seg.affine), pair[1])
+        # The training loader wants 3D volumes: one annotated slice is stored twice (still one image).
+        reps = 2 if k == 1 else 1
+        nib.save(nib.Nifti1Image(np.repeat(vol[:, :, z0:z0 + k], reps, axis=2), img.affine), pair[0])
+        nib.save(nib.Nifti1Image(np.repeat(lab[:, :, z0:z0 + k], reps, axis=2), seg.affine), pair[1])
         runs.append((f"sam_k{k}", k, "sam_vit_b", dict(SAM_ARGS, memory_slots=0), [1, 128, 128], pair))
         if k >= 3:
             runs.append((f"sam_mem_k{k}", k, "sam_vit_b", dict(SAM_ARGS, memory_slots=2), [3, 128, 128], pair))
