@@ -102,17 +102,28 @@ def main():
         summary = os.path.join(out, f"eval_{name}.json")
         run(a.neuroseg, ["evaluate", "-p", os.path.join(pred_dir, "em_001_img_seg.nii.gz"), "-r", test_seg, "-o", summary,
                          "--metrics", "dice", "--labels", "1"], log)
-        s = json.load(open(summary))
-        dice = s["foreground_mean"]["Dice"] if "foreground_mean" in s else s["mean"]["1"]["Dice"]
-        params = None
-        results.append({"run": name, "model": model, "annotated_slices": k, "memory_slots": args.get("memory_slots", 0),
-                        "dice": dice, "train_s": round(t_train, 1), "segment_s": round(t_seg, 2)})
+        dice = json.load(open(summary))["foreground_mean"]["Dice"]
+        result = {"run": name, "model": model, "annotated_slices": k, "memory_slots": args.get("memory_slots", 0),
+                  "dice": dice, "train_s": round(t_train, 1), "segment_s": round(t_seg, 2)}
+        if args.get("memory_slots", 0) > 0:
+            # The same model with its memory off: one-slice sliding windows, so every slice reads
+            # an empty memory.
+            off_dir = os.path.join(out, f"pred_{name}_memory_off")
+            run(a.neuroseg, ["segment", "-i", test_img, "-o", off_dir, "--model", ckpt, "--roi", "1", "128", "128",
+                             "--overlap", "0", "--device", "cpu", "--no-qc"], log)
+            off_summary = os.path.join(out, f"eval_{name}_memory_off.json")
+            run(a.neuroseg, ["evaluate", "-p", os.path.join(off_dir, "em_001_img_seg.nii.gz"), "-r", test_seg, "-o",
+                             off_summary, "--metrics", "dice", "--labels", "1"], log)
+            result["dice_memory_off"] = json.load(open(off_summary))["foreground_mean"]["Dice"]
+        results.append(result)
         print(json.dumps(results[-1]), flush=True)
     json.dump(results, open(os.path.join(out, "results.json"), "w"), indent=1)
-    print("\n| run | model | annotated slices | memory slots | test Dice | train s | segment s |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| run | model | annotated slices | memory slots | test Dice | same model, memory off | train s | segment s |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['run']} | {r['model']} | {r['annotated_slices']} | {r['memory_slots']} | {r['dice']:.3f} | {r['train_s']} | {r['segment_s']} |")
+        off = f"{r['dice_memory_off']:.3f}" if "dice_memory_off" in r else ""
+        print(f"| {r['run']} | {r['model']} | {r['annotated_slices']} | {r['memory_slots']} | {r['dice']:.3f} | {off} | "
+              f"{r['train_s']} | {r['segment_s']} |")
     return 0
 
 
