@@ -108,6 +108,7 @@ SamOptions SamOptions::from_json(const nlohmann::json& args) {
   if ((o.prompt_embed_dim() / 2) % o.decoder_heads())
     a.fail("decoder_heads", "must divide prompt_embed_dim / 2 (the cross-attentions' width)");
   if (o.mask_in_chans() % 4) a.fail("mask_in_chans", "must be a multiple of 4");
+  if (o.mlp_ratio() <= 0) a.fail("mlp_ratio", "must be positive");
   if (o.freeze_encoder() && o.lora_rank() == 0) io::warn("model 'sam_vit_b': freeze_encoder without lora_rank trains no encoder weight");
   return o;
 }
