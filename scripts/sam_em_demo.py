@@ -79,22 +79,37 @@ def main():
         if k >= 3:
             runs.append((f"sam_mem_k{k}", k, "sam_vit_b", dict(SAM_ARGS, memory_slots=2), [3, 128, 128], pair))
         runs.append((f"unet2d_k{k}", k, "unet2d", UNET_ARGS, [1, 128, 128], pair))
+        if k >= 5:  # SAM4EM's recipe (LoRA r 8 on q/v, encoder frozen, decoder trained) on a random encoder
+            runs.append((f"sam4em_k{k}", k, "sam4em", dict(SAM_ARGS, memory_slots=0), [1, 128, 128], pair))
 
     results = []
     for name, k, model, args, patch, pair in runs:
         if a.only and name not in a.only:
             continue
-        cfg = {"data": {"train": [pair]}, "model": {"name": model, "args": args},
+        cfg = {"data": {"train": [pair]}, "model": {"name": "sam_vit_b" if model == "sam4em" else model, "args": args},
                "labels": {"background": 0, "mito": 1}, "preprocessing": {"normalization": {"scheme": "zscore_case"}},
                "patch_size": patch, "batch_size": 2, "epochs": a.epochs, "iterations_per_epoch": a.iterations,
-               "validation_every": a.epochs, "optimizer": {"name": "adamw", "lr": 5e-4 if model == "sam_vit_b" else 1e-3,
+               "validation_every": a.epochs, "optimizer": {"name": "adamw", "lr": 1e-3 if model == "unet2d" else 5e-4,
                                                            "weight_decay": 1e-4},
                "schedule": {"name": "cosine"}, "workers": 1, "seed": a.seed}
         cfg_path = os.path.join(out, f"{name}.json")
         json.dump(cfg, open(cfg_path, "w"), indent=1)
         run_dir = os.path.join(out, name)
-        t_train, _ = run(a.neuroseg, ["train", "--config", cfg_path, "-o", run_dir, "--threads", str(a.threads),
-                                      "--device", "cpu"], log)
+        if model == "sam4em":
+            # A randomly initialised base checkpoint (one training step), then finetune --adapter sam4em.
+            init = dict(cfg, epochs=1, iterations_per_epoch=1)
+            json.dump(init, open(cfg_path + ".init.json", "w"))
+            run(a.neuroseg, ["train", "--config", cfg_path + ".init.json", "-o", run_dir + "_init", "--threads",
+                             str(a.threads), "--device", "cpu"], log)
+            ft = dict(cfg)
+            ft.pop("model")
+            json.dump(ft, open(cfg_path, "w"), indent=1)
+            t_train, _ = run(a.neuroseg, ["finetune", "--model", os.path.join(run_dir + "_init", "checkpoint_last.pt"),
+                                          "--adapter", "sam4em", "--rank", "8", "--alpha", "8", "--config", cfg_path, "-o",
+                                          run_dir, "--threads", str(a.threads), "--device", "cpu"], log)
+        else:
+            t_train, _ = run(a.neuroseg, ["train", "--config", cfg_path, "-o", run_dir, "--threads", str(a.threads),
+                                          "--device", "cpu"], log)
         ckpt = os.path.join(run_dir, "checkpoint_last.pt")
         pred_dir = os.path.join(out, f"pred_{name}")
         t_seg, _ = run(a.neuroseg, ["segment", "-i", test_img, "-o", pred_dir, "--model", ckpt, "--axis", "z",
