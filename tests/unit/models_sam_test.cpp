@@ -356,4 +356,36 @@ TEST_SUITE("models_sam") {
     CHECK(img.masked_select(fg).mean().item<double>() < img.masked_select(~fg).mean().item<double>() - 20);
     CHECK(fg.any(3).any(2).squeeze(0).to(at::kInt).sum().item<int64_t>() >= 3);
   }
+
+  TEST_CASE("prepare_sam4em: LoRA on q/v, encoder frozen, base weights kept, decoder optionally frozen") {
+    torch::manual_seed(0);
+    models::LoadedModel base;
+    base.meta.model = "sam_vit_b";
+    base.meta.args = tiny_args();
+    base.model = models::ModelRegistry::instance().create("sam_vit_b", base.meta.args);
+    auto [model, args] = models::prepare_sam4em(base, 3, 6, 2, /*train_decoder=*/false);
+    CHECK(args["lora_rank"] == 3);
+    CHECK(args["memory_slots"] == 2);
+    CHECK(args["deep_supervision"] == true);
+    CHECK(args["freeze_encoder"] == true);
+    auto* sam = dynamic_cast<models::SamImpl*>(model.get());
+    REQUIRE(sam != nullptr);
+    const auto before = base.model->named_parameters();
+    int64_t trainable = 0, expected = sam->lora_parameters();
+    for (const auto& p : sam->named_parameters()) {
+      if (before.contains(p.key())) CHECK_MESSAGE(at::equal(p.value(), before[p.key()]), p.key());
+      if (p.value().requires_grad()) trainable += p.value().numel();
+      if (p.key().rfind("prompt_tokens", 0) == 0 || p.key().rfind("memory.", 0) == 0) expected += p.value().numel();
+    }
+    CHECK(sam->lora_parameters() == 4 * 2 * 3 * 2 * 32);
+    CHECK(trainable == expected);  // LoRA, learned prompts and memory; SAM's own weights frozen
+    auto [m2, a2] = models::prepare_sam4em(base, 3, 6, -1, /*train_decoder=*/true);
+    CHECK(a2["memory_slots"] == 0);  // the base's
+    int64_t decoder_trainable = 0;
+    for (const auto& p : dynamic_cast<models::SamImpl*>(m2.get())->mask_decoder->parameters())
+      decoder_trainable += p.requires_grad() ? p.numel() : 0;
+    CHECK(decoder_trainable > 0);
+    base.meta.model = "unet";
+    CHECK_THROWS_WITH_AS(models::prepare_sam4em(base, 3, 6, 0, true), doctest::Contains("sam_vit_b"), io::Error);
+  }
 }
