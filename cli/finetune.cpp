@@ -21,7 +21,8 @@ void add_finetune_command(CLI::App& app) {
     std::vector<std::string> targets{"*"};
     int64_t rank = 8, epochs = 0, threads = 0;
     double alpha = 16;
-    bool rslora = false, resume = false, distributed = false, train_norms = false;
+    bool rslora = false, resume = false, distributed = false, train_norms = false, freeze_decoder = false;
+    int64_t memory_slots = -1;
   };
   auto a = std::make_shared<Args>();
   std::string kinds;
@@ -29,7 +30,12 @@ void add_finetune_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("finetune", "Fine-tune a checkpoint on new data with low-rank adapters (LoRA family)");
   cmd->add_option("--model", a->model, "Base checkpoint (neuroseg train / import-weights)")->required();
   cmd->add_option("--adapter", a->adapter,
-                  "Adapter: " + kinds + "; or full (every weight trains) / layers (the --target modules' own weights)");
+                  "Adapter: " + kinds + "; or full (every weight trains) / layers (the --target modules' own weights); "
+                  "or sam4em (sam_vit_b: LoRA of --rank on q and v of every encoder block, encoder frozen, "
+                  "decoder trained, both decoding stages supervised)");
+  cmd->add_option("--memory-slots", a->memory_slots, "sam4em: memory slots across slices (default: the base's; 0: none)")
+      ->check(CLI::Range(int64_t(0), int64_t(64)));
+  cmd->add_flag("--freeze-decoder", a->freeze_decoder, "sam4em: keep SAM's prompt encoder and mask decoder frozen");
   cmd->add_option("--rank", a->rank, "Rank r (CP: number of rank-one terms)")->check(CLI::Range(int64_t(1), int64_t(4096)));
   cmd->add_option("--alpha", a->alpha, "Scale alpha (updates are scaled by alpha / r)")->check(CLI::PositiveNumber);
   cmd->add_flag("--rslora", a->rslora, "Scale by alpha / sqrt(r) (rsLoRA)");
@@ -49,7 +55,7 @@ void add_finetune_command(CLI::App& app) {
     if (a->threads > 0) at::set_num_threads(static_cast<int>(a->threads));
     pipelines::FinetuneOptions ft;
     ft.base_checkpoint = a->model;
-    if (a->adapter == "full" || a->adapter == "layers")
+    if (a->adapter == "full" || a->adapter == "layers" || a->adapter == "sam4em")
       ft.mode = a->adapter;
     else
       ft.adapter.kind = adapters::parse_adapter_kind(a->adapter);
@@ -58,6 +64,8 @@ void add_finetune_command(CLI::App& app) {
     ft.adapter.rslora = a->rslora;
     ft.adapter.train_norms = a->train_norms;
     ft.targets = a->targets;
+    ft.memory_slots = a->memory_slots;
+    ft.freeze_decoder = a->freeze_decoder;
     const pipelines::TrainConfig config = pipelines::TrainConfig::from_file(a->config);
     pipelines::TrainOptions options;
     options.device = parse_device(a->device);

@@ -8,6 +8,7 @@
 #include "io/error.h"
 #include "models/checkpoint.h"
 #include "models/registry.h"
+#include "models/sam.h"
 
 namespace neuroseg::cli {
 
@@ -54,7 +55,11 @@ void add_import_weights_command(CLI::App& app) {
       if (eq == std::string::npos) throw io::Error("--map", "expected REGEX=REPLACEMENT, got '" + m + "'");
       options.key_map.emplace_back(m.substr(0, eq), m.substr(eq + 1));
     }
-    models::load_state_dict(*model, models::read_state_dict(a->weights), options, a->weights);
+    auto* sam = dynamic_cast<models::SamImpl*>(model.get());
+    if (sam && options.key_map.empty() && options.strict)  // SAM / MedSAM: strict over SAM's keys, adapter parts initialised
+      models::load_sam_weights(*sam, a->weights);
+    else
+      models::load_state_dict(*model, models::read_state_dict(a->weights), options, a->weights);
     models::save_checkpoint(a->out, *model, meta);
     std::printf("wrote %s (%s, %lld parameters)\n", a->out.c_str(), meta.model.c_str(),
                 static_cast<long long>(models::count_parameters(*model)));

@@ -22,6 +22,7 @@
 #include "pipelines/qc.h"
 #include "pipelines/cases.h"
 #include "pipelines/segment.h"
+#include "pipelines/slice_inference.h"
 #include "pipelines/neuron_instances.h"
 #include "pipelines/spine_instances.h"
 
@@ -71,6 +72,7 @@ struct SegmentArgs {
   bool tta = false, probabilities = false, resume = false, no_qc = false, amp = false;
   std::string shard, devices, adapter, adapter_csv;
   std::string instances = "none";
+  std::string axis;
 };
 
 // --adapter FILE / --adapter-csv CSV (case,adapter): every adapter is loaded (and checked
@@ -154,6 +156,7 @@ void run_on_all_devices(const SegmentArgs& a) {
     if (!a.model.empty()) c.args.insert(c.args.end(), {"--model", a.model});
     if (!a.adapter.empty()) c.args.insert(c.args.end(), {"--adapter", a.adapter});
     if (!a.adapter_csv.empty()) c.args.insert(c.args.end(), {"--adapter-csv", a.adapter_csv});
+    if (!a.axis.empty()) c.args.insert(c.args.end(), {"--axis", a.axis});
     if (a.instances != "none") c.args.insert(c.args.end(), {"--instances", a.instances});
     if (!a.roi.empty())
       c.args.insert(c.args.end(), {"--roi", std::to_string(a.roi[0]), std::to_string(a.roi[1]), std::to_string(a.roi[2])});
@@ -191,6 +194,10 @@ void add_segment_command(CLI::App& app) {
   cmd->add_option("--adapter", a->adapter, "Adapter file (.nsa from neuroseg finetune) applied to --model");
   cmd->add_option("--adapter-csv", a->adapter_csv,
                   "CSV of case,adapter: a per-case adapter (cases not listed use --adapter, or none)");
+  cmd->add_option("--axis", a->axis,
+                  "z, y or x: run a 2D slice model (unet2d, sam_vit_b) over whole slices along this axis of the "
+                  "preprocessed volume, in order, with its memory carried along (instead of sliding windows)")
+      ->check(CLI::IsMember({"z", "y", "x"}));
   cmd->add_option("--devices", a->devices, "all: one process per visible GPU, each segmenting its shard of the cases");
   cmd->add_option("--instances", a->instances,
                   "Semantic -> instance labels before writing: none; spine (model classes 1 vertebra, 2 disc, "
@@ -220,6 +227,12 @@ void add_segment_command(CLI::App& app) {
     segmenter.window.mirror_tta = a->tta;
     segmenter.window.amp = a->amp;
     if (!a->roi.empty()) segmenter.window.roi = {a->roi[0], a->roi[1], a->roi[2]};
+    if (!a->axis.empty()) {
+      if (!dynamic_cast<models::SliceModelImpl*>(segmenter.loaded.model.get()))
+        throw io::Error("--axis " + a->axis, "model '" + segmenter.loaded.meta.model + "' is not a 2D slice model");
+      if (a->tta) throw io::Error("--axis " + a->axis, "--tta is for sliding windows; drop one of them");
+      segmenter.slice_axis = pipelines::parse_slice_axis(a->axis);
+    }
     AdapterSwitch adapter_switch(segmenter, a->adapter, a->adapter_csv, cases);
     pipelines::SegmentOptions options;
     if (adapter_switch.active()) options.before_network = [&adapter_switch](const std::string& c) { adapter_switch.before(c); };

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#include "cli/synth_em.h"
 #include "pipelines/synth_fisbe.h"
 #include "pipelines/synth_spine.h"
 
@@ -23,7 +24,7 @@ void add_synth_command(CLI::App& app) {
     std::vector<double> spacing;
   };
   auto a = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("synth", "Generate look-alike benchmark data (FISBe neurons, SPIDER spine MRI)");
+  auto* cmd = app.add_subcommand("synth", "Generate look-alike benchmark data (FISBe neurons, SPIDER spine MRI, EM stacks)");
   cmd->require_subcommand(1);
   auto common = [a](CLI::App* sub) {
     sub->add_option("-o,--output", a->out, "Output folder (existing files other than the generated ones are kept)")->required();
@@ -61,6 +62,7 @@ void add_synth_command(CLI::App& app) {
     a->spine.seed = a->seed;
     pipelines::synth_spine(a->out, a->n, a->spine);
   });
+  add_synth_em_subcommand(*cmd);
 }
 
 }  // namespace neuroseg::cli

@@ -4,6 +4,7 @@
 #include "models/mamba.h"
 #include "models/plsnet.h"
 #include "models/registry.h"
+#include "models/sam.h"
 #include "models/torchscript_model.h"
 #include "models/unet.h"
 
@@ -29,6 +30,11 @@ void register_builtin_models(ModelRegistry& r) {
          {{"in_channels", 1}, {"out_channels", 2}}});
   r.add({"segmamba", "SegMamba: gated spatial conv + tri-orientated Mamba encoder, UNETR-style decoder (Xing 2024)",
          [](const nlohmann::json& a) -> SegmentationModel { return SegMamba(SegMambaOptions::from_json(a)).ptr(); },
+         {{"in_channels", 1}, {"out_channels", 2}}});
+  r.add({"sam_vit_b",
+         "Segment Anything ViT-B as a prompt-free 2D slice model (SAM/MedSAM weights load by key; two-stage decoding, "
+         "LoRA on q/v, memory across slices after SAM4EM)",
+         [](const nlohmann::json& a) -> SegmentationModel { return Sam(SamOptions::from_json(a)).ptr(); },
          {{"in_channels", 1}, {"out_channels", 2}}});
   r.add({"torchscript", "a TorchScript file exported from Python (torch.jit.script/trace), run as a model",
          [](const nlohmann::json& a) -> SegmentationModel { return std::make_shared<TorchScriptModelImpl>(a); },

@@ -18,6 +18,7 @@
 #include "metrics/connected_components.h"
 #include "pipelines/cases.h"
 #include "pipelines/qc.h"
+#include "pipelines/slice_inference.h"
 
 namespace fs = std::filesystem;
 
@@ -183,7 +184,13 @@ void network_stage(Segmenter& s, CaseWork& w, const SegmentOptions& o) {
   if (!w.result.status.empty()) return;
   try {
     if (o.before_network) o.before_network(w.result.name);
-    w.logits = sliding_window_inference(*s.loaded.model, w.prepared.image, s.window);
+    if (s.slice_axis > 0) {
+      auto* slices = dynamic_cast<models::SliceModelImpl*>(s.loaded.model.get());
+      if (!slices) throw io::Error("--axis", "model '" + s.loaded.meta.model + "' is not a 2D slice model");
+      w.logits = slice_inference(*slices, w.prepared.image, s.slice_axis, s.window.device, s.window.amp);
+    } else {
+      w.logits = sliding_window_inference(*s.loaded.model, w.prepared.image, s.window);
+    }
   } catch (const std::exception& e) {
     fail(w, e);
   }

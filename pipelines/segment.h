@@ -29,6 +29,9 @@ struct Segmenter {
   Postprocessing postprocessing;
   std::vector<int64_t> label_values;  ///< output value of each network channel (argmax index -> value)
   SlidingWindowOptions window;
+  /// 1, 2 or 3: run a 2D slice model over whole slices along that axis of the (C, D, H, W)
+  /// preprocessed image, memory carried along (pipelines/slice_inference.h); 0: sliding window.
+  int slice_axis = 0;
 
   /// Loads the checkpoint and moves the model to `device`.
   static Segmenter load(const std::string& checkpoint, const c10::Device& device);

@@ -28,6 +28,7 @@
 #include "losses/loss_factory.h"
 #include "models/checkpoint.h"
 #include "models/registry.h"
+#include "models/sam.h"
 #include "pipelines/autocast_guard.h"
 #include "pipelines/dataset.h"
 #include "pipelines/distributed.h"
@@ -386,8 +387,15 @@ double run_training(const TrainConfig& c, const std::string& run_dir, const Trai
         if (std::any_of(ft->targets.begin(), ft->targets.end(), [&](const std::string& t) { return adapters::name_matches(item.key(), t); }))
           for (auto& p : item.value()->parameters(/*recurse=*/false)) p.set_requires_grad(true), ++matched;
       if (matched == 0) throw io::Error("--target", "matches no module with weights in " + ft->base_checkpoint);
+    } else if (ft->mode == "sam4em") {
+      std::tie(base->model, base->meta.args) =
+          models::prepare_sam4em(*base, ft->adapter.rank, ft->adapter.alpha, ft->memory_slots, !ft->freeze_decoder);
+      const auto* sam = dynamic_cast<const models::SamImpl*>(base->model.get());
+      std::fprintf(stderr, "neuroseg finetune (sam4em): LoRA rank %lld on q and v of %lld encoder blocks: %lld parameters (= blocks x 2 x r x 2 x %lld)\n",
+                   static_cast<long long>(ft->adapter.rank), static_cast<long long>(sam->options.depth()),
+                   static_cast<long long>(sam->lora_parameters()), static_cast<long long>(sam->options.embed_dim()));
     } else if (ft->mode != "full") {
-      throw io::Error("finetune mode " + ft->mode, "expected adapter, full or layers");
+      throw io::Error("finetune mode " + ft->mode, "expected adapter, full, layers or sam4em");
     }
   }
   fs::create_directories(run_dir);

@@ -65,8 +65,12 @@ struct FinetuneOptions {
   /// "adapter" (low-rank updates), "full" (every weight trains) or "layers" (the own weights
   /// of the modules matching `targets` train, e.g. decoder-only) — the last two are the
   /// baselines the adapters are compared with, and save plain checkpoints.
+  /// "sam4em": a sam_vit_b base with LoRA (adapter.rank / alpha) on the encoder's q and v, the
+  /// encoder otherwise frozen, both decoding stages supervised (models::prepare_sam4em).
   std::string mode = "adapter";
   std::string base_checkpoint;
+  int64_t memory_slots = -1;    ///< sam4em: memory slots (-1: the base's)
+  bool freeze_decoder = false;  ///< sam4em: keep the prompt encoder and mask decoder frozen
   adapters::AdapterOptions adapter;
   std::vector<std::string> targets{"*"};
 };

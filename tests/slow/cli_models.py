@@ -40,7 +40,7 @@ tmp = tempfile.mkdtemp(prefix="neuroseg_models_")
 try:
     out = run("list-models").stdout
     names = [l.split()[0] for l in out.splitlines() if l.strip()]
-    check(names == ["unet", "unet2d", "plsnet", "umamba_bot", "umamba_enc", "segmamba", "torchscript"], f"list-models names {names}")
+    check(names == ["unet", "unet2d", "plsnet", "umamba_bot", "umamba_enc", "segmamba", "sam_vit_b", "torchscript"], f"list-models names {names}")
     verbose = run("list-models", "--verbose").stdout
     pls = [l for l in verbose.splitlines() if "parameters" in l][2]
     count = int(pls.split(":")[-1].split()[0])

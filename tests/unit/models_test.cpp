@@ -44,12 +44,12 @@ const json kTiny = {{"channels", {4, 8, 16}}, {"out_channels", 3}};
 
 TEST_SUITE("models_registry") {
   TEST_CASE("the registry holds exactly what neuroseg ships") {
-    CHECK(models::ModelRegistry::instance().names() == std::vector<std::string>{"unet", "unet2d", "plsnet", "umamba_bot", "umamba_enc", "segmamba", "torchscript"});
+    CHECK(models::ModelRegistry::instance().names() == std::vector<std::string>{"unet", "unet2d", "plsnet", "umamba_bot", "umamba_enc", "segmamba", "sam_vit_b", "torchscript"});
   }
 
   TEST_CASE("unknown names and arguments suggest the closest valid one") {
     CHECK(error_of([] { make("Unte", {}); }) ==
-          "model 'Unte': unknown model; did you mean 'unet'? (available: unet, unet2d, plsnet, umamba_bot, umamba_enc, segmamba, torchscript)");
+          "model 'Unte': unknown model; did you mean 'unet'? (available: unet, unet2d, plsnet, umamba_bot, umamba_enc, segmamba, sam_vit_b, torchscript)");
     CHECK(error_of([] { make("unet", {{"chanels", {4, 8}}}); }).find("unknown argument 'chanels'; did you mean 'channels'?") !=
           std::string::npos);
     CHECK(error_of([] { make("UNET", {{"norm", "instnce"}}); }) ==
