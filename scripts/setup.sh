@@ -54,10 +54,12 @@ else
   step "torch $torch_version: present"
 fi
 # Peers that the cross-check tests compare against (pure Python or small wheels).
-peers=("connected-components-3d==4.1.1:cc3d" "monai==1.6.1:monai" "surface-distance==0.1:surface_distance")
+peers=("connected-components-3d==4.1.1:cc3d" "monai==1.6.1:monai" "surface-distance==0.1:surface_distance"
+       "segment-anything==1.0:segment_anything")
 for spec in "${peers[@]}"; do
   pkg="${spec%%:*}"; mod="${spec##*:}"
-  if ! .venv/bin/python -c "import $mod" 2>/dev/null; then
+  # find_spec, not import: segment_anything's __init__ imports torchvision, which we do not need
+  if ! .venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$mod') is None)" 2>/dev/null; then
     step "pip install $pkg (cross-check peer)"
     .venv/bin/pip install -q "$pkg"
   fi
