@@ -1,4 +1,4 @@
-// neuroseg synth em -o DIR [--cases N] [--size D H W] [--anisotropy A] [--seed S]: EM-like
+// neuroseg synth em -o DIR [--n N] [--size D H W] [--anisotropy A] [--seed S]: EM-like
 // stacks with mitochondria labels (pipelines/synth_em.h).
 #include <cstdio>
 
@@ -20,7 +20,7 @@ void add_synth_em_subcommand(CLI::App& synth) {
   auto* cmd = synth.add_subcommand("em", "EM-like stacks (membranes, mitochondria, vesicles, noise, anisotropic z) with "
                                          "mitochondria labels: <out>/em_NNN_img.nii.gz, em_NNN_seg.nii.gz");
   cmd->add_option("-o,--output", a->out, "Output folder")->required();
-  cmd->add_option("--cases", a->cases, "Number of stacks (seeds seed, seed+1, ...)")->check(CLI::Range(int64_t(1), int64_t(10000)));
+  cmd->add_option("--n", a->cases, "Number of stacks (seeds seed, seed+1, ...)")->check(CLI::Range(int64_t(1), int64_t(10000)));
   cmd->add_option("--size", a->size, "Stack size D H W (slices, rows, columns)")->expected(3);
   cmd->add_option("--anisotropy", a->o.anisotropy, "z spacing / in-plane spacing")->check(CLI::Range(0.1, 100.0));
   cmd->add_option("--spacing-nm", a->o.spacing_nm, "In-plane pixel size in nm")->check(CLI::PositiveNumber);

@@ -60,7 +60,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     log = os.path.join(out, "log.txt")
     data = os.path.join(out, "data")
-    run(a.neuroseg, ["synth", "em", "-o", data, "--cases", "2", "--size", "24", "128", "128", "--seed", str(11 + a.seed)], log)
+    run(a.neuroseg, ["synth", "em", "-o", data, "--n", "2", "--size", "24", "128", "128", "--seed", str(11 + a.seed)], log)
     img = nib.load(os.path.join(data, "em_000_img.nii.gz"))
     seg = nib.load(os.path.join(data, "em_000_seg.nii.gz"))
     vol, lab = np.asanyarray(img.dataobj), np.asanyarray(seg.dataobj)  # (x, y, z)
