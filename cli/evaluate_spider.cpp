@@ -50,21 +50,12 @@ std::string csv_number(double v) {
   return buf;
 }
 
-void write_text(const std::string& path, const std::string& text) {
-  io::AtomicOutput out(path);
-  std::ofstream f(out.path());
-  f << text;
-  f.close();
-  if (!f) throw io::Error(path, "cannot write");
-  out.commit();
-}
-
 void write_json(const std::string& path, const OrderedJson& j) {
   std::string text = j.dump(2);
   const std::string marker = "\"__NaN__\"";
   for (size_t pos = text.find(marker); pos != std::string::npos; pos = text.find(marker, pos))
     text.replace(pos, marker.size(), "NaN");
-  write_text(path, text + "\n");
+  io::write_text_atomic(path, text + "\n");
 }
 
 // The SPIDER layout: images/ and masks/ side by side; the masks are what is scored.
@@ -205,7 +196,7 @@ void evaluate_spider_benchmark(const BenchmarkArgs& args) {
   cases["unmatched"] = problems;
   const fs::path out(args.out);
   write_json((out / "cases.json").string(), cases);
-  write_text((out / "cases.csv").string(), csv);
+  io::write_text_atomic((out / "cases.csv").string(), csv);
   write_json((out / "metrics.json").string(), aggregate);  // last: its presence means the rest is there
 
   std::printf("%-24s %12s %12s\n", "metric", "mean", "std");

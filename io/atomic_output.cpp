@@ -64,14 +64,16 @@ void AtomicOutput::commit() {
   committed_ = true;
 }
 
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+  f.close();
+  if (!f) throw Error(path, "write failed (disk full or not writable)");
+}
+
 void write_text_atomic(const std::string& path, const std::string& text) {
   AtomicOutput out(path);
-  {
-    std::ofstream f(out.path(), std::ios::binary);
-    f << text;
-    f.close();
-    if (!f) throw Error(path, "cannot write");
-  }
+  write_text(out.path(), text);
   out.commit();
 }
 

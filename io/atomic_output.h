@@ -28,6 +28,8 @@ class AtomicOutput {
   bool committed_ = false;
 };
 
+/// Writes `text` to `path` (e.g. inside an AtomicOutput's folder); io::Error naming `path`.
+void write_text(const std::string& path, const std::string& text);
 /// Writes `text` to `path` through an AtomicOutput; throws io::Error naming `path`.
 void write_text_atomic(const std::string& path, const std::string& text);
 

@@ -209,7 +209,7 @@ void write_zarr(const Volume& v, const std::string& path, const WriteOptions& op
     parents.push_back(p);
     if (p.extension() == ".zarr") {
       for (const auto& g : parents)
-        if (!fs::exists(g / ".zgroup") && !fs::exists(g / ".zarray")) std::ofstream(g / ".zgroup") << "{\n    \"zarr_format\": 2\n}";
+        if (!fs::exists(g / ".zgroup") && !fs::exists(g / ".zarray")) write_text((g / ".zgroup").string(), "{\n    \"zarr_format\": 2\n}");
       break;
     }
   }

@@ -660,11 +660,8 @@ FisbeSubset subset_scores(const std::vector<int32_t>& rows, const LabelStack& gt
   }
   // recall rows of the subset, re-indexed 1..k.
   std::vector<float> recall_sub(static_cast<size_t>(R * cols), 0.0f);
-  std::vector<int32_t> identity(rows.size());
-  for (size_t k = 0; k < rows.size(); ++k) {
+  for (size_t k = 0; k < rows.size(); ++k)
     std::copy_n(recall.begin() + rows[k] * cols, cols, recall_sub.begin() + (k + 1) * cols);
-    identity[k] = static_cast<int32_t>(k + 1);
-  }
   std::vector<int32_t> sub_rows_in_sub(rows.size());
   std::iota(sub_rows_in_sub.begin(), sub_rows_in_sub.end(), 1);
   Skeletons sub_sk(rows.size() + 1);

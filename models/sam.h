@@ -23,7 +23,7 @@
 //
 // The module tree (and so the state-dict names) mirrors the Python one: image_encoder.*,
 // prompt_encoder.*, mask_decoder.*; Sequential children keep the reference's indices (the
-// activation placeholders included). The adapter's own parameters live under names no SAM
+// parameter-free activation modules count, so a conv after a GELU is index 2 as in Python). The adapter's own parameters live under names no SAM
 // file has (attn.lora_q/lora_v, prompt_tokens*, memory.*): load_sam_weights() loads a
 // converted SAM file strictly over SAM's keys and leaves those at their initialisation.
 #include <array>

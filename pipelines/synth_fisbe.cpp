@@ -322,13 +322,6 @@ void rasterise(const Capsule& c, int64_t z0, int64_t z1, int64_t ny, int64_t nx,
   }
 }
 
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary);
-  f << text;
-  f.close();
-  if (!f) throw io::Error(path.string(), "write failed (disk full or not writable)");
-}
-
 }  // namespace
 
 std::string fisbe_sample_name(uint64_t seed, int64_t index) {
@@ -460,14 +453,13 @@ void write_fisbe_sample(const FisbeSample& sample, const std::string& zarr_path,
   std::error_code ec;
   fs::create_directories(root / "volumes", ec);
   if (ec) throw io::Error(zarr_path, "cannot create folder (" + ec.message() + ")");
-  // zarr v2 groups: without .zgroup, zarr.open(path)['volumes/raw'] cannot walk the path.
-  write_text(root / ".zgroup", "{\n    \"zarr_format\": 2\n}");
-  write_text(root / "volumes" / ".zgroup", "{\n    \"zarr_format\": 2\n}");
+  // The .zgroup files that let zarr.open(path)['volumes/raw'] walk the path come from
+  // io::write_zarr (an array inside a .zarr folder).
   nlohmann::json attrs = {{"generator", "neuroseg synth fisbe"},
                           {"neurons", sample.neurons},
                           {"labelled_neurons", sample.gt.size(0)},
                           {"voxel_size_um", {0.44, 0.44, 0.44}}};
-  write_text(root / ".zattrs", attrs.dump(4));
+  io::write_text((root / ".zattrs").string(), attrs.dump(4));
 
   io::Geometry geometry;
   geometry.spacing = {0.00044, 0.00044, 0.00044};  // 0.44 um isotropic, in mm
@@ -494,7 +486,7 @@ void write_fisbe_sample(const FisbeSample& sample, const std::string& zarr_path,
   std::ifstream in(gt_path / ".zattrs");
   nlohmann::json gt_attrs = nlohmann::json::parse(std::string(std::istreambuf_iterator<char>(in), {}));
   gt_attrs["dim_neurons"] = sample.dim_neurons;
-  write_text(gt_path / ".zattrs", gt_attrs.dump(4));
+  io::write_text((gt_path / ".zattrs").string(), gt_attrs.dump(4));
 }
 
 std::string fisbe_split_file_text(const std::vector<std::string>& completely_train,
@@ -556,7 +548,7 @@ void synth_fisbe(const std::string& out_dir, int64_t n, const FisbeSynthOptions&
     const auto n_val = std::min(names.size() - n_train, static_cast<std::size_t>(std::llround(0.2 * n)));
     const std::vector<std::string> train(names.begin(), names.begin() + n_train),
         val(names.begin() + n_train, names.begin() + n_train + n_val), test(names.begin() + n_train + n_val, names.end()), none;
-    write_text(output.path(), o.partly ? fisbe_split_file_text(none, none, none, train, val, test)
+    io::write_text(output.path(), o.partly ? fisbe_split_file_text(none, none, none, train, val, test)
                                        : fisbe_split_file_text(train, val, test, none, none, none));
     output.commit();
   } catch (...) {

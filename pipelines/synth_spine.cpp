@@ -235,13 +235,6 @@ Contrast draw_contrast(Rng& rng, const float (&table)[kTissues], uint64_t noise_
   return c;
 }
 
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary);
-  f << text;
-  f.close();
-  if (!f) throw io::Error(path.string(), "write failed (disk full or not writable)");
-}
-
 }  // namespace
 
 SpineCase synth_spine_case(const SpineSynthOptions& o, int64_t index) {
@@ -401,7 +394,7 @@ void synth_spine(const std::string& out_dir, int64_t n, const SpineSynthOptions&
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       std::fflush(stdout);
     }
-    write_text(output.path(), csv);
+    io::write_text(output.path(), csv);
     for (const char* sub : {"images", "masks"}) {
       fs::create_directories(fs::path(out_dir) / sub, ec);
       if (ec) throw io::Error((fs::path(out_dir) / sub).string(), "cannot create folder (" + ec.message() + ")");
