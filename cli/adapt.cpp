@@ -31,7 +31,7 @@ void add_adapt_command(CLI::App& app) {
   cmd->add_option("--iterations", a->o.iterations, "Optimisation steps")->check(CLI::NonNegativeNumber);
   cmd->add_option("--batch", a->o.batch, "Patches per step")->check(CLI::PositiveNumber);
   cmd->add_option("--lr", a->o.lr, "Adam learning rate")->check(CLI::PositiveNumber);
-  cmd->add_option("--patch", a->o.patch, "Patch D H W (default: the checkpoint's)")->expected(3);
+  cmd->add_option("--patch", a->o.patch, "Patch D H W (default: whole volumes with --prior, else the checkpoint's)")->expected(3);
   cmd->add_option("--seed", a->o.seed, "Seed of the patch sampling");
   cmd->add_option("--device", a->device, "auto, cpu or cuda:N");
   cmd->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber);

@@ -1,6 +1,8 @@
 #include "pipelines/adapt.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 
 #include <ATen/ATen.h>
@@ -77,6 +79,14 @@ at::Tensor overestimated(at::Tensor fractions /* (N, K) */, double factor) {
 
 }  // namespace
 
+at::Tensor volume_prior(const std::vector<double>& fractions, const at::Tensor& covered, double overestimate) {
+  const int64_t n = covered.size(0), k = static_cast<int64_t>(fractions.size());
+  at::Tensor prior = overestimated(at::tensor(fractions, at::kDouble).unsqueeze(0).expand({n, k}), overestimate);
+  prior = at::cat({at::zeros({n, 1}, at::kDouble), prior.narrow(1, 1, k - 1) * covered.to(at::kDouble).unsqueeze(1)}, 1);
+  prior.select(1, 0).copy_(1.0 - prior.narrow(1, 1, k - 1).sum(1));
+  return prior;
+}
+
 double adapt(const std::string& checkpoint, const std::vector<std::string>& targets, const std::string& output,
              const AdaptOptions& o) {
   if (o.method != "entropy-kl" && o.method != "tent" && o.method != "none")
@@ -96,17 +106,22 @@ double adapt(const std::string& checkpoint, const std::vector<std::string>& targ
   std::vector<double> prior_fractions;
   if (!o.prior_json.empty()) prior_fractions = json_fractions(o.prior_json, loaded.meta.labels);
   const Preprocessing pp = Preprocessing::from_json(loaded.meta.preprocessing);
+  // A JSON prior holds the class fractions of whole volumes, so by default each "patch" is a
+  // whole target volume (padded to the largest one), as the authors' prior is per image:
+  // on random patches one volume-level fraction is wrong for most of them (docs/adaptation.md).
+  const bool whole_volume = !o.prior_json.empty() && o.patch.empty();
   std::array<int64_t, 3> patch{};
   const std::vector<int64_t> ps = o.patch.empty() ? loaded.meta.patch_size : o.patch;
-  if (ps.size() != 3) throw io::Error(checkpoint, "has no patch size; pass --patch D H W");
-  for (int a = 0; a < 3; ++a) patch[a] = ps[static_cast<size_t>(a)];
+  if (!whole_volume && ps.size() != 3) throw io::Error(checkpoint, "has no patch size; pass --patch D H W");
+  if (!whole_volume)
+    for (int a = 0; a < 3; ++a) patch[a] = ps[static_cast<size_t>(a)];
   model->to(o.device);
 
   // Target volumes on the network grid; with no JSON prior, each with the source model's
   // prediction (the labels the per-patch prior is cropped from).
   std::vector<TrainingCase> cases;
   SlidingWindowOptions sw;
-  sw.roi = patch;
+  if (!whole_volume) sw.roi = patch;
   sw.device = o.device;
   model->eval();
   for (const auto& path : targets) {
@@ -118,10 +133,19 @@ double adapt(const std::string& checkpoint, const std::vector<std::string>& targ
     if (prior_fractions.empty()) {
       torch::NoGradGuard no_grad;
       c.label = sliding_window_inference(*model, c.image, sw).argmax(0).to(at::kByte);
-    } else {
-      c.label = at::zeros({c.image.size(1), c.image.size(2), c.image.size(3)}, at::kByte);
+    } else {  // ones: a patch's mean label is the share of it the volume covers (padding is 0)
+      c.label = at::ones({c.image.size(1), c.image.size(2), c.image.size(3)}, at::kByte);
     }
     cases.push_back(std::move(c));
+  }
+  if (whole_volume) {
+    const auto divisor = model->size_divisor();
+    for (int a = 0; a < 3; ++a) {
+      for (const auto& c : cases) patch[a] = std::max(patch[a], c.label.size(a));
+      patch[a] = (patch[a] + divisor[a] - 1) / divisor[a] * divisor[a];
+    }
+    std::fprintf(stderr, "adapting on whole volumes (%lld x %lld x %lld on the network grid): the prior's fractions describe volumes\n",
+                 static_cast<long long>(patch[0]), static_cast<long long>(patch[1]), static_cast<long long>(patch[2]));
   }
 
   std::vector<at::Tensor> trainable;
@@ -151,10 +175,10 @@ double adapt(const std::string& checkpoint, const std::vector<std::string>& targ
     at::Tensor prior;
     if (prior_fractions.empty()) {  // class fractions of the source prediction in each patch
       prior = at::one_hot(b.label.reshape({b.label.size(0), -1}), classes).to(at::kDouble).mean(1);
+      prior = overestimated(prior, o.overestimate);
     } else {
-      prior = at::tensor(prior_fractions, at::kDouble).unsqueeze(0).expand({b.label.size(0), classes});
+      prior = volume_prior(prior_fractions, b.label.reshape({b.label.size(0), -1}).to(at::kDouble).mean(1), o.overestimate);
     }
-    prior = overestimated(prior, o.overestimate);
     optimizer.zero_grad();
     const at::Tensor logits = model->forward(image);
     const at::Tensor loss = o.method == "tent" ? losses::entropy_loss(logits) : losses::entropy_kl_loss(logits, prior.to(o.device), lo);
@@ -175,6 +199,7 @@ double adapt(const std::string& checkpoint, const std::vector<std::string>& targ
       {"method", o.method},          {"prior", o.prior_json.empty() ? "source predictions" : o.prior_json},
       {"overestimate", o.overestimate}, {"entropy_weights", weights}, {"iterations", iterations},
       {"batch", o.batch},            {"lr", o.lr},  {"seed", o.seed}, {"targets", static_cast<int64_t>(targets.size())},
+      {"patch", whole_volume ? nlohmann::json("whole volume") : nlohmann::json(patch)},
       {"source_checkpoint", checkpoint}};
   models::save_checkpoint(output, *model, loaded.meta);
   if (history.empty()) return 0.0;

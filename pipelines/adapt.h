@@ -6,8 +6,9 @@
 //   tent        Wang et al. (ICLR 2021): entropy minimisation of the normalisation layers'
 //               affine parameters only;
 //   none        the source model, unchanged (for comparison).
-// The per-patch prior τ comes from a JSON of class fractions, or from the source model's own
-// prediction on the target volume (computed once, before adaptation) cropped like the patch;
+// The prior τ comes from a JSON of class fractions of whole volumes (then, by default, every
+// step adapts on whole volumes), or from the source model's own prediction on the target
+// volume (computed once, before adaptation) cropped like each patch;
 // either way foreground fractions can be multiplied by an over-estimation factor (the
 // authors found over-estimating a structure's size works better than under-estimating).
 #include <array>
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include <ATen/core/Tensor.h>
 #include <c10/core/Device.h>
 
 namespace neuroseg::pipelines {
@@ -27,9 +29,14 @@ struct AdaptOptions {
   int64_t iterations = 200, batch = 2;
   double lr = 1e-4;
   uint64_t seed = 0;
-  std::vector<int64_t> patch;        ///< (D, H, W); empty: the checkpoint's patch size
+  std::vector<int64_t> patch;        ///< (D, H, W); empty: whole volumes with a JSON prior, else the checkpoint's
   c10::Device device = c10::kCPU;
 };
+
+/// The prior rows (N, K) of N patches from volume-level class fractions (K, background first):
+/// foreground fractions × overestimate (background takes the rest), then diluted by the share
+/// covered (N) of each patch the volume fills, since zero padding is background.
+at::Tensor volume_prior(const std::vector<double>& fractions, const at::Tensor& covered, double overestimate);
 
 /// Adapts `checkpoint` to `targets` (image files) and writes the adapted checkpoint to
 /// `output` (atomically), with the method and its settings recorded in its training metadata,

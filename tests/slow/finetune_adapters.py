@@ -138,6 +138,16 @@ try:
         meta = json.loads(torch.load(out, weights_only=False)["meta"]) if ok else {}
         check(ok and meta.get("training", {}).get("adaptation", {}).get("method") == method,
               f"adapt --method {method}: checkpoint written with its method recorded" + ("" if ok else r.stderr[-300:]))
+    # A JSON prior of volume fractions: whole volumes by default, patches when --patch is given.
+    names = sorted(json.loads(torch.load(base, weights_only=False)["meta"])["labels"].items(), key=lambda kv: kv[1])
+    good = os.path.join(tmp, "prior_good.json")
+    json.dump({"fractions": {n: (0.9 if v == 0 else 0.1 / (len(names) - 1)) for n, v in names}}, open(good, "w"))
+    for extra, expect in [([], "whole volume"), (["--patch", "16", "16", "16"], [16, 16, 16])]:
+        out = os.path.join(tmp, "adapted_prior.pt")
+        r = run(["adapt", "--model", base, "-i", targets, "-o", out, "--prior", good, "--iterations", "2", "--threads", "1"] + extra)
+        meta = json.loads(torch.load(out, weights_only=False)["meta"]) if r.returncode == 0 else {}
+        got = meta.get("training", {}).get("adaptation", {}).get("patch")
+        check(got == expect, f"adapt --prior {' '.join(extra)}: adapts on {got} (expected {expect})" + ("" if r.returncode == 0 else r.stderr[-300:]))
     prior = os.path.join(tmp, "prior.json")
     json.dump({"fractions": {"background": 0.9, "tumour": 0.1}}, open(prior, "w"))
     out = os.path.join(tmp, "adapted_bad.pt")

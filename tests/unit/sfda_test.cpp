@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include "losses/entropy_kl.h"
+#include "pipelines/adapt.h"
 
 using namespace neuroseg;
 
@@ -53,5 +54,19 @@ TEST_SUITE("losses_sfda") {
     CHECK(worst < 1e-7);
     const at::Tensor s = at::softmax(x.detach(), 1);
     CHECK(losses::entropy_loss(x).item<double>() == doctest::Approx((-(s * s.log()).sum(1)).mean().item<double>()));
+  }
+
+  TEST_CASE("a volume-level prior: over-estimated foreground, diluted by the patch's padding") {
+    // Fractions 0.7 / 0.2 / 0.1, foreground × 1.5 -> 0.3 / 0.15, background 0.55; a patch the
+    // volume fills to 80 % holds 0.24 / 0.12 of foreground and 0.64 background (padding).
+    const at::Tensor p = pipelines::volume_prior({0.7, 0.2, 0.1}, at::tensor({1.0, 0.8}, at::kDouble), 1.5);
+    REQUIRE(p.sizes() == at::IntArrayRef({2, 3}));
+    const double expected[2][3] = {{0.55, 0.3, 0.15}, {0.64, 0.24, 0.12}};
+    for (int i = 0; i < 2; ++i)
+      for (int k = 0; k < 3; ++k) CHECK(p[i][k].item<double>() == doctest::Approx(expected[i][k]).epsilon(1e-12));
+    // Over-estimation past the whole volume: background 0, the foreground renormalised.
+    const at::Tensor q = pipelines::volume_prior({0.2, 0.5, 0.3}, at::tensor({1.0}, at::kDouble), 2.0);
+    CHECK(q[0][0].item<double>() == doctest::Approx(0.0));
+    CHECK(q[0][1].item<double>() == doctest::Approx(0.625));
   }
 }
