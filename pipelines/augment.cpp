@@ -1,6 +1,8 @@
 #include "pipelines/augment.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -38,6 +40,40 @@ at::Tensor blur(const at::Tensor& x, double sigma) {
   return y;
 }
 
+// A random monotonic intensity curve on [0, 1] (Zhou et al., "Generalizable cross-modality
+// medical image segmentation via style augmentation and dual normalization", CVPR 2022): a
+// cubic Bézier from (0, 0) to (1, 1) with two random control points, its x and y samples
+// sorted (Models Genesis' non-linear transform), flipped to a decreasing curve with p = 0.5,
+// the "source-dissimilar" styles that mimic another sequence's contrast order. Voxels at the
+// sample's minimum (air, padding: dark in every MR sequence) stay at the minimum.
+void random_intensity_curve(at::Tensor& x /* (C, D, H, W) */, at::Generator& gen) {
+  constexpr int kSamples = 256;
+  const double p1x = uniform(gen, 0, 1), p1y = uniform(gen, 0, 1), p2x = uniform(gen, 0, 1), p2y = uniform(gen, 0, 1);
+  const bool decreasing = chance(gen, 0.5);
+  std::vector<double> xs(kSamples), ys(kSamples);
+  for (int i = 0; i < kSamples; ++i) {
+    const double t = i / double(kSamples - 1), u = 1 - t;
+    xs[i] = 3 * u * u * t * p1x + 3 * u * t * t * p2x + t * t * t;
+    ys[i] = 3 * u * u * t * p1y + 3 * u * t * t * p2y + t * t * t;
+  }
+  std::sort(xs.begin(), xs.end());
+  std::sort(ys.begin(), ys.end());
+  if (decreasing)
+    for (double& y : ys) y = 1 - y;
+  for (int i = 1; i < kSamples; ++i) xs[i] = std::max(xs[i], xs[i - 1] + 1e-9);  // strictly increasing knots
+  const auto opts = x.options().dtype(at::kDouble);
+  const at::Tensor knots_x = at::tensor(xs, at::kDouble).to(x.device()), knots_y = at::tensor(ys, at::kDouble).to(x.device());
+  const at::Tensor lo = x.amin({1, 2, 3}, true), hi = x.amax({1, 2, 3}, true);
+  const at::Tensor range = (hi - lo).clamp_min(1e-7);
+  const at::Tensor v = ((x - lo) / range).to(opts).clamp(0, 1);
+  // Piecewise-linear interpolation between the knots around each value.
+  const at::Tensor right = at::bucketize(v, knots_x).clamp(1, kSamples - 1), left = right - 1;
+  const at::Tensor x0 = knots_x.index({left}), x1 = knots_x.index({right});
+  const at::Tensor y0 = knots_y.index({left}), y1 = knots_y.index({right});
+  const at::Tensor y = y0 + (v - x0) / (x1 - x0) * (y1 - y0);
+  x.copy_(at::where(x > lo, y.to(x.scalar_type()) * range + lo, x));
+}
+
 }  // namespace
 
 AugmentOptions AugmentOptions::from_json(const nlohmann::json& j) {
@@ -54,6 +90,8 @@ AugmentOptions AugmentOptions::from_json(const nlohmann::json& j) {
   o.bias_field = a.get_double("bias_field", o.bias_field, 0.0);
   o.contrast = pair_of(a, "contrast", o.contrast);
   o.gamma = pair_of(a, "gamma", o.gamma);
+  o.intensity_curve = a.get_double("intensity_curve", o.intensity_curve, 0.0);
+  if (o.intensity_curve > 1) a.fail("intensity_curve", "is a probability in [0, 1]");
   a.finish();
   return o;
 }
@@ -118,6 +156,8 @@ void augment_batch(at::Tensor& image, at::Tensor& label, const AugmentOptions& o
   // --- intensity, per sample ---
   for (int64_t b = 0; b < n; ++b) {
     at::Tensor x = image[b];
+    // First, while air is still at the minimum (noise would lift it).
+    if (o.intensity_curve > 0 && chance(gen, o.intensity_curve)) random_intensity_curve(x, gen);
     if (o.noise_std > 0 && chance(gen, o.probability)) {
       const double std = uniform(gen, 0, o.noise_std);
       x.add_(at::randn(x.sizes(), gen, at::TensorOptions().dtype(at::kFloat)).to(dev) * std);

@@ -3,7 +3,8 @@
 // CUDA): random parameters come from a CPU generator (so runs are reproducible), the
 // work is tensor ops. The set and ranges follow nnU-Net's default pipeline:
 //   spatial:   rotation, scaling, mirroring, elastic deformation (one grid_sample)
-//   intensity: Gaussian noise, Gaussian blur, multiplicative bias field, contrast, gamma.
+//   intensity: Gaussian noise, Gaussian blur, multiplicative bias field, contrast, gamma;
+//   optional:  random Bézier intensity curves (cross-modality style augmentation).
 #include <array>
 
 #include <ATen/core/Generator.h>
@@ -23,6 +24,10 @@ struct AugmentOptions {
   double bias_field = 0.3;               ///< max log-amplitude of a smooth multiplicative field
   std::array<double, 2> contrast{0.75, 1.25};
   std::array<double, 2> gamma{0.7, 1.5};
+  /// Chance per sample of a random Bézier intensity curve, increasing or (half of the time)
+  /// decreasing: cross-modality style augmentation (Zhou et al., CVPR 2022, after Models
+  /// Genesis' non-linear transform). 0 = off (nnU-Net's default set has none).
+  double intensity_curve = 0;
   bool enabled = true;
 
   static AugmentOptions from_json(const nlohmann::json& j);  ///< strict

@@ -12,7 +12,7 @@ scanner protocol is T2 (inverted CSF and disc contrast), with a few labelled cas
   original grid.
 
 usage: scripts/spine_finetune_experiment.py [--out DIR] [--epochs 10] [--source-epochs 30]
-           [--ranks 4 16] [--kinds cp-lora cp-dora lora-c]
+           [--ranks 4 16] [--kinds cp-lora cp-dora lora-c] [--model unet|plsnet]
 """
 import argparse
 import json
@@ -32,8 +32,12 @@ def main():
     ap.add_argument("--source-epochs", type=int, default=30)
     ap.add_argument("--ranks", type=int, nargs="+", default=[4, 16])
     ap.add_argument("--kinds", nargs="+", default=["cp-lora", "cp-dora", "lora-c"])
-    ap.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64, 128])
+    ap.add_argument("--model", choices=["unet", "plsnet"], default="unet")
+    ap.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64, 128], help="U-Net channels per level")
     a = ap.parse_args()
+    # Decoder globs: the U-Net's decoder blocks; PLS-Net's dec*, skip* and head.
+    args, decoder = {"unet": ({"channels": a.channels, "out_channels": 4}, ["decoder*"]),
+                     "plsnet": ({"out_channels": 4}, ["dec*", "skip*", "head"])}[a.model]
     t_start = time.time()
     os.makedirs(a.out, exist_ok=True)
     folders = prepare(a.out)
@@ -42,7 +46,7 @@ def main():
 
     def cfg(train, epochs):
         return {"data": {"train": train, "validation": train[:2]},
-                "model": {"name": "unet", "args": {"channels": a.channels, "out_channels": 4}},
+                "model": {"name": a.model, "args": args},
                 "labels": CLASSES, "preprocessing": {"target_spacing": [3.3, 1.8, 1.8]},
                 "patch_size": [64, 64, 16], "batch_size": 2, "epochs": epochs, "iterations_per_epoch": 20,
                 "validation_every": epochs, "optimizer": {"name": "adamw", "lr": 0.003}, "workers": 1, "seed": 1}
@@ -58,7 +62,7 @@ def main():
         run = os.path.join(a.out, f"{kind}_{rank}")
         cmd = ["finetune", "--model", source, "--adapter", kind, "--config", os.path.join(a.out, "site_cfg.json"), "-o", run]
         if kind == "layers":
-            cmd += ["--target", "decoder*"]
+            cmd += ["--target"] + decoder
         if rank:
             cmd += ["--rank", str(rank), "--alpha", str(2 * rank)]
         r = sh(cmd)

@@ -10,6 +10,8 @@ on `neuroseg synth spine` phantoms (SPIDER layout; T1 and T2 of one case share t
   label; entropy-kl with the source model's own predictions as prior) on the unlabelled T2
   images of cases 9-14, and the upper bounds: the source model fine-tuned (every weight) and a
   model trained from scratch on the T2 labels of cases 1-8;
+- a source model trained with random Bézier intensity curves (cross-modality style
+  augmentation), on T2 as it is and after entropy-kl;
 - a control shift without contrast inversion (the T1 images of cases 9-20 with a strong
   multiplicative bias field, gamma 0.6 and 6 % noise), adapted and scored the same way.
 
@@ -148,19 +150,29 @@ def main():
     json.dump({"fractions": {name: float(fr[k]) for name, k in CLASSES.items()}}, open(prior, "w"))
     print("prior class fractions:", {name: round(float(fr[k]), 4) for name, k in CLASSES.items()})
 
-    common = ["--iterations", str(a.iterations), "--batch", "2", "--seed", "0"]
+    def common(extra):  # the run's defaults, unless the variant sets its own
+        out = ["--seed", "0"]
+        for key, value in [("--iterations", str(a.iterations)), ("--batch", "2")]:
+            if key not in extra:
+                out += [key, value]
+        return out + extra
     lr = ["--lr", a.lr]
     gentle = ["--method", "entropy-kl", "--overestimate", "1.2", "--entropy-weights", "0.1", "0.1", "0.1", "0.1", "--lr", "1e-4"]
+    patches = ["--patch", "64", "64", "16"]  # random patches (the JSON prior's default is whole volumes)
+    whole = ["--method", "entropy-kl", "--prior", prior, "--batch", "1", "--lr", "1e-4", "--iterations", "200"]
     variants = [("tent", ["--method", "tent"] + lr),
-                ("entropy-kl, prior JSON (source label fractions)", ["--method", "entropy-kl", "--prior", prior] + lr),
-                ("entropy-kl, prior JSON x 1.3", ["--method", "entropy-kl", "--prior", prior, "--overestimate", "1.3"] + lr),
-                ("entropy-kl, prior JSON, lr 1e-5", ["--method", "entropy-kl", "--prior", prior, "--lr", "1e-5"]),
+                ("entropy-kl, prior JSON (source label fractions), random patches", ["--method", "entropy-kl", "--prior", prior] + patches + lr),
+                ("entropy-kl, prior JSON x 1.3, random patches", ["--method", "entropy-kl", "--prior", prior, "--overestimate", "1.3"] + patches + lr),
+                ("entropy-kl, prior JSON, random patches, lr 1e-5", ["--method", "entropy-kl", "--prior", prior, "--lr", "1e-5"] + patches),
+                ("entropy-kl, prior JSON, whole volumes", whole),
+                ("entropy-kl, prior JSON x 1.2, whole volumes", whole + ["--overestimate", "1.2"]),
+                ("entropy-kl, prior JSON x 1.8, whole volumes", whole + ["--overestimate", "1.8"]),
                 ("entropy-kl, prior = source predictions x 1.2", ["--method", "entropy-kl", "--overestimate", "1.2"] + lr),
                 ("entropy-kl, source predictions x 1.2, weights 0.1 x 4, lr 1e-4", gentle),
                 ("entropy-kl, source predictions x 1.2, lr 1e-5", ["--method", "entropy-kl", "--overestimate", "1.2", "--lr", "1e-5"])]
     for i, (label, extra) in enumerate(variants):
         ckpt = os.path.join(a.out, f"adapt{i}.pt")
-        sh(["adapt", "--model", source, "-i", folders["t2_adapt"], "-o", ckpt] + common + extra)
+        sh(["adapt", "--model", source, "-i", folders["t2_adapt"], "-o", ckpt] + common(extra))
         rows.append((f"adapt {label}", dice_of(ckpt, folders, "t2_test", "t2", os.path.join(a.out, f"seg_adapt{i}"))))
 
     control = [("control (T1 + bias, gamma, noise): no adaptation", dice_of(source, folders, "t1s_test", "t1s", os.path.join(a.out, "seg_c_none")))]
@@ -168,7 +180,7 @@ def main():
                                         ("entropy-kl, prior = source predictions x 1.2", ["--method", "entropy-kl", "--overestimate", "1.2"] + lr),
                                         ("entropy-kl, source predictions x 1.2, weights 0.1 x 4, lr 1e-4", gentle)]):
         ckpt = os.path.join(a.out, f"control{i}.pt")
-        sh(["adapt", "--model", source, "-i", folders["t1s_adapt"], "-o", ckpt] + common + extra)
+        sh(["adapt", "--model", source, "-i", folders["t1s_adapt"], "-o", ckpt] + common(extra))
         control.append((f"control: adapt {label}", dice_of(ckpt, folders, "t1s_test", "t1s", os.path.join(a.out, f"seg_c{i}"))))
 
     ft = os.path.join(a.out, "finetune_run")
@@ -179,7 +191,23 @@ def main():
     rows.append(("trained on T2 labels of cases 1-8 (upper bound)",
                  dice_of(os.path.join(a.out, "t2_run", "checkpoint_last.pt"), folders, "t2_test", "t2", os.path.join(a.out, "seg_t2"))))
 
-    rows += control
+    # A source model trained with cross-modality style augmentation (random Bézier intensity
+    # curves, half of them decreasing; config augmentation.intensity_curve), then adapted.
+    aug_cfg = cfg(pairs(folders, "t1_source", "t1", SOURCE), a.epochs)
+    aug_cfg["augmentation"] = {"intensity_curve": 0.5}
+    json.dump(aug_cfg, open(os.path.join(a.out, "source_aug_cfg.json"), "w"))
+    aug = os.path.join(a.out, "source_aug_run", "checkpoint_last.pt")
+    if not os.path.exists(aug):
+        sh(["train", "--config", os.path.join(a.out, "source_aug_cfg.json"), "-o", os.path.join(a.out, "source_aug_run")])
+    augmented = [("source trained with intensity curves: on T1 test cases", dice_of(aug, folders, "t1_test", "t1", os.path.join(a.out, "seg_aug_t1"))),
+                 ("source trained with intensity curves: on T2, no adaptation", dice_of(aug, folders, "t2_test", "t2", os.path.join(a.out, "seg_aug_none")))]
+    for i, (label, extra) in enumerate([("entropy-kl, prior JSON x 1.2, whole volumes", whole + ["--overestimate", "1.2"]),
+                                        ("entropy-kl, prior JSON x 1.8, whole volumes", whole + ["--overestimate", "1.8"])]):
+        ckpt = os.path.join(a.out, f"aug_adapt{i}.pt")
+        sh(["adapt", "--model", aug, "-i", folders["t2_adapt"], "-o", ckpt] + common(extra))
+        augmented.append((f"source trained with intensity curves: adapt {label}", dice_of(ckpt, folders, "t2_test", "t2", os.path.join(a.out, f"seg_aug{i}"))))
+
+    rows += augmented + control
     print(f"\n{'setting':66} {'vertebra':>8} {'disc':>6} {'canal':>6} {'mean':>6}")
     for name, d in rows:
         print(f"{name:66} {d['vertebra']:>8.3f} {d['disc']:>6.3f} {d['canal']:>6.3f} {d['mean']:>6.3f}")

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <c10/core/InferenceMode.h>
 #include <nlohmann/json.hpp>
 #include <torch/nn/init.h>
@@ -13,6 +14,7 @@
 #include "metrics/distance_transform.h"
 #include "models/checkpoint.h"
 #include "models/registry.h"
+#include "pipelines/augment.h"
 #include "pipelines/preprocess.h"
 #include "pipelines/segment.h"
 #include "pipelines/sliding_window.h"
@@ -200,5 +202,37 @@ TEST_SUITE("metrics_distance") {
     const at::Tensor one = at::ones({1, 1, 9});
     one[0][0][4] = 0;
     CHECK(metrics::distance_transform_edt(one, {1, 1, 0.5})[0][0][0].item<float>() == doctest::Approx(2.0));
+  }
+}
+
+TEST_SUITE("pipelines_augment") {
+  TEST_CASE("random intensity curves: monotonic, increasing or decreasing, air kept, range kept, parsed strictly") {
+    pipelines::AugmentOptions o;
+    o.probability = 0;  // every other transform off
+    o.flip = false;
+    o.intensity_curve = 1;
+    at::Tensor base = at::rand({1, 1, 6, 7, 8}, at::kFloat) * 3 + 1;
+    base.index_put_({0, 0, 0}, -2.0f);  // "air": the minimum, one plane
+    const at::Tensor order = base.reshape({-1}).argsort();
+    int increasing = 0, decreasing = 0;
+    for (uint64_t seed = 0; seed < 12; ++seed) {
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+      at::Tensor image = base.clone(), label = at::zeros({1, 6, 7, 8}, at::kLong);
+      pipelines::augment_batch(image, label, o, gen);
+      CHECK(at::equal(image.index({0, 0, 0}), base.index({0, 0, 0})));  // air untouched
+      CHECK(image.min().item<float>() >= -2.0f - 1e-5f);
+      CHECK(image.max().item<float>() <= base.max().item<float>() + 1e-5f);
+      // A monotonic map of the non-air voxels: sorted by the input, the output never turns.
+      const at::Tensor v = image.reshape({-1}).index({order}).slice(0, 56);
+      const at::Tensor step = v.slice(0, 1) - v.slice(0, 0, -1);
+      const bool up = (step >= -1e-5).all().item<bool>(), down = (step <= 1e-5).all().item<bool>();
+      CHECK((up || down));
+      increasing += up && !down;
+      decreasing += down && !up;
+    }
+    CHECK(increasing > 0);
+    CHECK(decreasing > 0);
+    CHECK_THROWS_WITH_AS(pipelines::AugmentOptions::from_json(json{{"intensity_curve", 1.5}}),
+                         doctest::Contains("intensity_curve"), std::exception);
   }
 }
