@@ -9,6 +9,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -324,12 +325,14 @@ class Thinner {
   }
 
   /// `directions`: 6, or 4 for a one-slice volume (skimage decides on the uncropped depth).
-  void run(int directions) {
+  /// `pipelined`: collect on a second thread, running ahead of the re-check (large crops).
+  void run(int directions, bool pipelined) {
     encode();
+    pipelined = pipelined && depth_ >= 4;
     if (use_pext())
-      run_passes<true>(directions);
+      pipelined ? run_passes_pipelined<true>(directions) : run_passes<true>(directions);
     else
-      run_passes<false>(directions);
+      pipelined ? run_passes_pipelined<false>(directions) : run_passes<false>(directions);
   }
 
  private:
@@ -344,9 +347,15 @@ class Thinner {
   uint64_t fg_from(int64_t q) const {
     const int64_t w = q >> 6;
     const int s = static_cast<int>(q & 63);
-    const uint64_t lo = fg()[w];
-    return s == 0 ? lo : (lo >> s) | (fg()[w + 1] << (64 - s));
+    const uint64_t lo = load(fg() + w);
+    return s == 0 ? lo : (lo >> s) | (load(fg() + w + 1) << (64 - s));
   }
+
+  // The bit image's words and their summary are read by the collecting thread while the
+  // re-checking one clears bits of other planes in the same words (a word can straddle two
+  // planes): relaxed atomic accesses, plain moves on x86. Only the re-checker writes.
+  static uint64_t load(const uint64_t* word) { return __atomic_load_n(word, __ATOMIC_RELAXED); }
+  static void store(uint64_t* word, uint64_t value) { __atomic_store_n(word, value, __ATOMIC_RELAXED); }
 
   template <bool kPext>
   uint32_t cube_at(int64_t i) const {
@@ -404,13 +413,13 @@ class Thinner {
     const Tables& t = tables();
     const int64_t w_lo = lo >> 6, w_hi = (hi + 63) >> 6;  // words [w_lo, w_hi)
     for (int64_t u = w_lo >> 6; u <= (w_hi - 1) >> 6; ++u) {
-      uint64_t used = used_[u];
+      uint64_t used = load(used_.get() + u);
       if (u == w_lo >> 6) used &= ~0ull << (w_lo & 63);
       if (u == (w_hi - 1) >> 6 && (w_hi & 63)) used &= ~(~0ull << (w_hi & 63));
       for (; used; used &= used - 1) {
         const int64_t w = u * 64 + __builtin_ctzll(used);
         __builtin_prefetch(code_.get() + w * 64 + slice_ + 4 * 64);
-        uint64_t b = fg()[w] & ~fg_from(w * 64 + border);
+        uint64_t b = load(fg() + w) & ~fg_from(w * 64 + border);
         if (w == w_lo) b &= ~0ull << (lo & 63);
         if (w == w_hi - 1 && (hi & 63)) b &= ~(~0ull << (hi & 63));
         for (; b; b &= b - 1) {
@@ -423,9 +432,10 @@ class Thinner {
   }
 
   void erase(int64_t i) {
-    uint64_t& word = fg()[i >> 6];
-    word &= ~(uint64_t{1} << (i & 63));
-    if (word == 0) used_[i >> 12] &= ~(uint64_t{1} << ((i >> 6) & 63));
+    uint64_t* word = fg() + (i >> 6);
+    const uint64_t left = load(word) & ~(uint64_t{1} << (i & 63));
+    store(word, left);
+    if (left == 0) store(used_.get() + (i >> 12), load(used_.get() + (i >> 12)) & ~(uint64_t{1} << ((i >> 6) & 63)));
     code_[i] &= static_cast<uint8_t>(~2u);
     code_[i - cols_] &= static_cast<uint8_t>(~4u);
     code_[i + cols_] &= static_cast<uint8_t>(~1u);
@@ -473,6 +483,58 @@ class Thinner {
       std::swap(now, next);
     }
     return changed;
+  }
+
+  // The same passes on two threads. Step t = k * depth + p - 1 is plane p (1..depth) of pass
+  // k. A helper thread collects step after step into a ring of 2 * depth candidate lists; this
+  // thread re-checks them in order. Collecting plane q of pass k reads planes q - 1 to q + 1
+  // as pass k found them, so it waits until pass k - 1 has re-checked plane min(q + 1, depth)
+  // and must end before pass k re-checks plane q - 1 (which the re-checker waits for). The
+  // collector then runs up to a pass ahead; the candidates, and the image, are those of the
+  // one-thread order. The handshakes are two step counters (release / acquire).
+  template <bool kPext>
+  void run_passes_pipelined(int directions) {
+    const int64_t D = depth_, ring_size = 2 * D;
+    std::vector<std::vector<uint64_t>> ring(static_cast<size_t>(ring_size));
+    std::atomic<int64_t> collected{-1}, rechecked{-1};
+    std::atomic<bool> stop{false};
+    auto wait_for = [&](const std::atomic<int64_t>& counter, int64_t step) {
+      for (int spin = 0; counter.load(std::memory_order_acquire) < step; ++spin) {
+        if (stop.load(std::memory_order_relaxed)) return false;
+        if (spin < 256) {
+#if defined(__x86_64__) && defined(__GNUC__)
+          __builtin_ia32_pause();
+#endif
+        } else {
+          std::this_thread::yield();  // the other thread may be descheduled on a busy machine
+        }
+      }
+      return true;
+    };
+    std::thread collector([&] {
+      for (int64_t t = 0;; ++t) {
+        const int64_t k = t / D, q = t % D + 1;
+        if (k > 0 && !wait_for(rechecked, (k - 1) * D + std::min(q + 1, D) - 1)) return;
+        if (stop.load(std::memory_order_relaxed)) return;
+        std::vector<uint64_t>& out = ring[static_cast<size_t>(t % ring_size)];
+        out.clear();
+        collect<kPext>(border_[k % directions], q * slice_, (q + 1) * slice_, out);
+        collected.store(t, std::memory_order_release);
+      }
+    });
+    int empty_passes = 0;
+    for (int64_t k = 0; empty_passes < directions; ++k) {
+      bool changed = false;
+      for (int64_t p = 1; p <= D; ++p) {
+        const int64_t t = k * D + p - 1;
+        wait_for(collected, p < D ? t + 1 : t);
+        changed |= recheck<kPext>(ring[static_cast<size_t>(t % ring_size)]);
+        rechecked.store(t, std::memory_order_release);
+      }
+      empty_passes = changed ? 0 : empty_passes + 1;
+    }
+    stop.store(true, std::memory_order_relaxed);
+    collector.join();
   }
 
   int64_t rows_, cols_, slice_, depth_, size_, words_;
@@ -562,6 +624,8 @@ Box nonzero_box(const T* data, int64_t D, int64_t H, int64_t W, std::vector<uint
 // Thins the voxels of `box` for which inside(value) holds, and sets out = mark on the
 // skeleton. `D` is the uncropped depth (one slice: four directions, as skimage). `rows`, if
 // given, marks the rows (z * H + y of the volume) that hold any such voxel.
+constexpr int64_t kPipelineVoxels = int64_t{1} << 15;
+
 template <typename T, typename O, typename Inside>
 void thin_box(const Box& box, const T* in, O* out, O mark, Inside inside, int64_t D, int64_t H, int64_t W,
               const std::vector<uint8_t>* rows = nullptr) {
@@ -577,7 +641,10 @@ void thin_box(const Box& box, const T* in, O* out, O mark, Inside inside, int64_
       uint8_t* dst = thinner.row(z, y);
       for (int64_t x = 0; x < w; ++x) dst[x] = inside(src[x]) ? 1 : 0;
     }
-  thinner.run(D == 1 ? 4 : 6);
+  // A second thread pays for itself on crops of some size only (a thread start and a
+  // handshake per plane); never inside the per-instance parallel loop.
+  const bool pipelined = d * h * w >= kPipelineVoxels && at::get_num_threads() >= 2 && !at::in_parallel_region();
+  thinner.run(D == 1 ? 4 : 6, pipelined);
   thinner.for_each_kept([&](int64_t z, int64_t y, int64_t x) { out[at_row(z, y) + x] = mark; });
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include "io/error.h"
 #include "metrics/cldice.h"
@@ -176,6 +177,27 @@ TEST_SUITE("metrics_skeleton") {
     CHECK(at::equal(s2, metrics::skeletonize(plane.unsqueeze(0))[0]));
     CHECK(subset(s2, plane));
     CHECK_THROWS_AS(metrics::skeletonize(at::zeros({2, 3, 4, 5})), io::Error);
+  }
+
+  TEST_CASE("two threads (collect ahead, re-check in order) give the one-thread skeleton") {
+    // Crops of >= 2^15 voxels thin on two threads when two are available (metrics/skeleton.cpp);
+    // dense blobs delete most voxels, so the handshake between the threads is exercised on
+    // every plane of every pass; odd sizes, and a depth of 4 (the smallest pipelined).
+    const int previous = at::get_num_threads();
+    at::manual_seed(5);
+    for (const auto& shape : std::vector<std::vector<int64_t>>{{37, 46, 51}, {4, 120, 90}, {64, 40, 33}}) {
+      at::Tensor noise = at::rand(shape, at::kFloat).unsqueeze(0).unsqueeze(0);
+      noise = at::avg_pool3d(noise, {3, 3, 3}, {1, 1, 1}, {1, 1, 1});
+      const at::Tensor mask = (noise[0][0] > 0.5).to(at::kByte);
+      at::set_num_threads(1);
+      const at::Tensor one = metrics::skeletonize(mask);
+      at::set_num_threads(2);
+      const at::Tensor two = metrics::skeletonize(mask);
+      CHECK(at::equal(one, two));
+      CHECK(one.sum().item<int64_t>() > 0);
+      CHECK(one.sum().item<int64_t>() < mask.sum().item<int64_t>() / 4);
+    }
+    at::set_num_threads(previous);
   }
 
   TEST_CASE("skeletonize_labels: each label on its own, its value kept, any integer dtype") {
