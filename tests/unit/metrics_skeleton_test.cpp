@@ -180,12 +180,13 @@ TEST_SUITE("metrics_skeleton") {
   }
 
   TEST_CASE("two threads (collect ahead, re-check in order) give the one-thread skeleton") {
-    // Crops of >= 2^15 voxels thin on two threads when two are available (metrics/skeleton.cpp);
-    // dense blobs delete most voxels, so the handshake between the threads is exercised on
-    // every plane of every pass; odd sizes, and a depth of 4 (the smallest pipelined).
+    // Crops with >= 4096 foreground voxels per plane thin on two threads when two are
+    // available (metrics/skeleton.cpp); dense blobs delete most voxels, so the handshake
+    // between the threads is exercised on every plane of every pass; odd sizes, and a depth
+    // of 4 (the smallest pipelined).
     const int previous = at::get_num_threads();
     at::manual_seed(5);
-    for (const auto& shape : std::vector<std::vector<int64_t>>{{37, 46, 51}, {4, 120, 90}, {64, 40, 33}}) {
+    for (const auto& shape : std::vector<std::vector<int64_t>>{{13, 131, 101}, {4, 120, 90}, {24, 97, 110}}) {
       at::Tensor noise = at::rand(shape, at::kFloat).unsqueeze(0).unsqueeze(0);
       noise = at::avg_pool3d(noise, {3, 3, 3}, {1, 1, 1}, {1, 1, 1});
       const at::Tensor mask = (noise[0][0] > 0.5).to(at::kByte);
