@@ -19,6 +19,7 @@
 #include "pipelines/dataset.h"
 #include "pipelines/preprocess.h"
 #include "pipelines/progress.h"
+#include "pipelines/qc.h"
 #include "pipelines/sliding_window.h"
 
 namespace neuroseg::pipelines {
@@ -202,6 +203,11 @@ double adapt(const std::string& checkpoint, const std::vector<std::string>& targ
       {"patch", whole_volume ? nlohmann::json("whole volume") : nlohmann::json(patch)},
       {"source_checkpoint", checkpoint}};
   models::save_checkpoint(output, *model, loaded.meta);
+  if (!history.empty()) {
+    std::vector<double> steps(history.size());
+    for (size_t i = 0; i < steps.size(); ++i) steps[i] = static_cast<double>(i + 1);
+    write_curves_png(output + ".loss.png", {{"adaptation loss (" + o.method + ")", "iteration", steps, history}});
+  }
   if (history.empty()) return 0.0;
   const size_t tail = std::max<size_t>(1, history.size() / 10);
   double sum = 0;

@@ -40,7 +40,8 @@ at::Tensor volume_prior(const std::vector<double>& fractions, const at::Tensor& 
 
 /// Adapts `checkpoint` to `targets` (image files) and writes the adapted checkpoint to
 /// `output` (atomically), with the method and its settings recorded in its training metadata,
-/// and `<output>.log.csv` (iteration, loss). Returns the final mean loss of the last 10%.
+/// `<output>.log.csv` (iteration, loss) and `<output>.loss.png` (the loss curve). Returns the
+/// final mean loss of the last 10%.
 double adapt(const std::string& checkpoint, const std::vector<std::string>& targets, const std::string& output,
              const AdaptOptions& options);
 

@@ -1,5 +1,7 @@
 #include "pipelines/qc.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <fstream>
 
 #include <ATen/ATen.h>
@@ -110,6 +112,48 @@ void write_gallery(const std::string& path, const std::string& title, const std:
     html << "</body></html>\n";
   }
   file.commit();
+}
+
+void write_curves_png(const std::string& path, const std::vector<CurvePanel>& panels) {
+  const int w = 420, h = 300, margin = 40;
+  cv::Mat canvas(h, w * static_cast<int>(std::max<size_t>(1, panels.size())), CV_8UC3, cv::Scalar(255, 255, 255));
+  const cv::Scalar colours[] = {cv::Scalar(200, 80, 30), cv::Scalar(40, 160, 40), cv::Scalar(30, 30, 200)};
+  for (std::size_t k = 0; k < panels.size(); ++k) {
+    const CurvePanel& c = panels[k];
+    const int x0 = static_cast<int>(k) * w;
+    double lo = c.y_lo, hi = c.y_hi;
+    if (std::isnan(lo) || std::isnan(hi)) {
+      lo = 0, hi = 1;
+      if (!c.y.empty()) {
+        lo = *std::min_element(c.y.begin(), c.y.end());
+        hi = *std::max_element(c.y.begin(), c.y.end());
+      }
+    }
+    if (hi - lo < 1e-6) hi = lo + 1e-6;
+    const cv::Rect area(x0 + margin, 20, w - margin - 10, h - 20 - margin);
+    cv::rectangle(canvas, area, cv::Scalar(0, 0, 0));
+    cv::putText(canvas, c.title, cv::Point(x0 + margin, 14), cv::FONT_HERSHEY_SIMPLEX, 0.45, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.3g", hi);
+    cv::putText(canvas, buf, cv::Point(x0 + 2, area.y + 10), cv::FONT_HERSHEY_SIMPLEX, 0.35, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    std::snprintf(buf, sizeof(buf), "%.3g", lo);
+    cv::putText(canvas, buf, cv::Point(x0 + 2, area.y + area.height), cv::FONT_HERSHEY_SIMPLEX, 0.35, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    cv::putText(canvas, c.x_label, cv::Point(area.x + area.width / 2 - 15, h - 12), cv::FONT_HERSHEY_SIMPLEX, 0.4,
+                cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    const double x_hi = std::max(1.0, c.x.empty() ? 1.0 : c.x.back());
+    std::vector<cv::Point> pts;
+    for (std::size_t i = 0; i < c.y.size() && i < c.x.size(); ++i) {
+      const double fx = c.x[i] / x_hi, fy = (c.y[i] - lo) / (hi - lo);
+      pts.emplace_back(area.x + static_cast<int>(fx * area.width), area.y + area.height - static_cast<int>(fy * area.height));
+    }
+    const cv::Scalar colour = colours[k % 3];
+    if (pts.size() > 1) cv::polylines(canvas, pts, false, colour, 2, cv::LINE_AA);
+    if (pts.size() <= 200)
+      for (const auto& p : pts) cv::circle(canvas, p, 2, colour, cv::FILLED);
+  }
+  cv::Mat rgb;
+  cv::cvtColor(canvas, rgb, cv::COLOR_BGR2RGB);
+  io::write_png_rgb(rgb.data, rgb.cols, rgb.rows, path);
 }
 
 }  // namespace neuroseg::pipelines

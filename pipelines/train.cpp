@@ -12,8 +12,6 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <opencv2/core.hpp>
-#include <opencv2/imgproc.hpp>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
@@ -23,7 +21,6 @@
 #include "io/atomic_output.h"
 #include "io/error.h"
 #include "io/json_args.h"
-#include "io/png.h"
 #include "io/volume_io.h"
 #include "losses/loss_factory.h"
 #include "models/checkpoint.h"
@@ -33,6 +30,7 @@
 #include "pipelines/dataset.h"
 #include "pipelines/distributed.h"
 #include "pipelines/progress.h"
+#include "pipelines/qc.h"
 #include "pipelines/cases.h"
 #include "pipelines/segment.h"
 #include "pipelines/sliding_window.h"
@@ -307,46 +305,6 @@ double mean_foreground_dice(const at::Tensor& pred, const at::Tensor& ref, int64
     ++n;
   }
   return n ? sum / static_cast<double>(n) : 1.0;
-}
-
-void write_curves_png(const std::string& path, const std::vector<double>& loss, const std::vector<double>& dice_epochs,
-                      const std::vector<double>& dice) {
-  const int w = 420, h = 300, margin = 40;
-  cv::Mat canvas(h, 2 * w, CV_8UC3, cv::Scalar(255, 255, 255));
-  auto panel = [&](int x0, const std::vector<double>& xs, const std::vector<double>& ys, double y_lo, double y_hi,
-                   const std::string& title, const cv::Scalar& colour) {
-    const cv::Rect area(x0 + margin, 20, w - margin - 10, h - 20 - margin);
-    cv::rectangle(canvas, area, cv::Scalar(0, 0, 0));
-    cv::putText(canvas, title, cv::Point(x0 + margin, 14), cv::FONT_HERSHEY_SIMPLEX, 0.45, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
-    char buf[32];
-    std::snprintf(buf, sizeof(buf), "%.3g", y_hi);
-    cv::putText(canvas, buf, cv::Point(x0 + 2, area.y + 10), cv::FONT_HERSHEY_SIMPLEX, 0.35, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
-    std::snprintf(buf, sizeof(buf), "%.3g", y_lo);
-    cv::putText(canvas, buf, cv::Point(x0 + 2, area.y + area.height), cv::FONT_HERSHEY_SIMPLEX, 0.35, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
-    const double x_hi = std::max(1.0, xs.empty() ? 1.0 : xs.back());
-    cv::putText(canvas, "epoch", cv::Point(area.x + area.width / 2 - 15, h - 12), cv::FONT_HERSHEY_SIMPLEX, 0.4,
-                cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
-    std::vector<cv::Point> pts;
-    for (std::size_t i = 0; i < ys.size(); ++i) {
-      const double fx = xs[i] / x_hi, fy = (ys[i] - y_lo) / std::max(1e-12, y_hi - y_lo);
-      pts.emplace_back(area.x + static_cast<int>(fx * area.width), area.y + area.height - static_cast<int>(fy * area.height));
-    }
-    if (pts.size() > 1) cv::polylines(canvas, pts, false, colour, 2, cv::LINE_AA);
-    for (const auto& p : pts) cv::circle(canvas, p, 2, colour, cv::FILLED);
-  };
-  std::vector<double> loss_x(loss.size());
-  for (std::size_t i = 0; i < loss.size(); ++i) loss_x[i] = static_cast<double>(i + 1);
-  double lo = 0, hi = 1;
-  if (!loss.empty()) {
-    lo = *std::min_element(loss.begin(), loss.end());
-    hi = *std::max_element(loss.begin(), loss.end());
-    if (hi - lo < 1e-6) hi = lo + 1e-6;
-  }
-  panel(0, loss_x, loss, lo, hi, "training loss", cv::Scalar(200, 80, 30));
-  panel(w, dice_epochs, dice, 0.0, 1.0, "validation Dice (foreground mean)", cv::Scalar(40, 160, 40));
-  cv::Mat rgb;
-  cv::cvtColor(canvas, rgb, cv::COLOR_BGR2RGB);
-  io::write_png_rgb(rgb.data, rgb.cols, rgb.rows, path);
 }
 
 namespace {
@@ -694,7 +652,10 @@ double run_training(const TrainConfig& c, const std::string& run_dir, const Trai
     log << epoch + 1 << "," << lr << "," << epoch_loss << "," << (std::isnan(val_dice) ? "" : std::to_string(val_dice)) << ","
         << seconds << "," << waited / seconds << "," << voxels / seconds << "," << reduce_seconds << "\n";
     log.flush();
-    write_curves_png(run_dir + "/curves.png", loss_history, dice_epochs, dice_history);
+    std::vector<double> epochs(loss_history.size());
+    for (std::size_t i = 0; i < epochs.size(); ++i) epochs[i] = static_cast<double>(i + 1);
+    write_curves_png(run_dir + "/curves.png", {{"training loss", "epoch", epochs, loss_history},
+                                               {"validation Dice (foreground mean)", "epoch", dice_epochs, dice_history, 0.0, 1.0}});
     std::fprintf(stderr, "epoch %lld: loss %.4f%s  %.1f s  (loader wait %.0f%%)\n", static_cast<long long>(epoch + 1), epoch_loss,
                  std::isnan(val_dice) ? "" : ("  val Dice " + std::to_string(val_dice)).c_str(), seconds,
                  100.0 * waited / seconds);

@@ -87,8 +87,5 @@ double train(const TrainConfig& config, const std::string& run_dir, const TrainO
 /// Mean Dice over foreground classes of a label volume vs a reference (class indices).
 double mean_foreground_dice(const at::Tensor& pred, const at::Tensor& ref, int64_t classes);
 
-/// curves.png: training loss and validation Dice per epoch.
-void write_curves_png(const std::string& path, const std::vector<double>& loss, const std::vector<double>& dice_epochs,
-                      const std::vector<double>& dice);
 
 }  // namespace neuroseg::pipelines

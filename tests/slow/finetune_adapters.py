@@ -138,6 +138,9 @@ try:
         meta = json.loads(torch.load(out, weights_only=False)["meta"]) if ok else {}
         check(ok and meta.get("training", {}).get("adaptation", {}).get("method") == method,
               f"adapt --method {method}: checkpoint written with its method recorded" + ("" if ok else r.stderr[-300:]))
+        png = out + ".loss.png"
+        check(os.path.exists(png) == (method != "none") and (method == "none" or open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"),
+              f"adapt --method {method}: loss curve PNG " + ("not written (no iterations)" if method == "none" else "written"))
     # A JSON prior of volume fractions: whole volumes by default, patches when --patch is given.
     names = sorted(json.loads(torch.load(base, weights_only=False)["meta"])["labels"].items(), key=lambda kv: kv[1])
     good = os.path.join(tmp, "prior_good.json")
