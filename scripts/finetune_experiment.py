@@ -18,6 +18,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from adaptation_experiment import dice_of, make_sites, sh  # noqa: E402
 
 
+def finetune_setting(sh, source, kind, rank, config, run, decoder):
+    """`neuroseg finetune` of one table row (kind "full", "layers" = the decoder globs, or an
+    adapter kind at a rank with alpha = 2 r); returns the row's label and trainable parameters."""
+    cmd = ["finetune", "--model", source, "--adapter", kind, "--config", config, "-o", run]
+    if kind == "layers":
+        cmd += ["--target"] + decoder
+    if rank:
+        cmd += ["--rank", str(rank), "--alpha", str(2 * rank)]
+    m = re.search(r"(\d+) trainable parameters", sh(cmd).stderr)
+    label = {"full": "full fine-tuning", "layers": "decoder only"}.get(kind, f"{kind} r{rank}")
+    return label, int(m.group(1)) if m else -1
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="/tmp/neuroseg_finetune_table")
@@ -48,15 +61,8 @@ def main():
         settings = [("full", None), ("layers", None)] + [(k, r) for k in a.kinds for r in a.ranks]
         for kind, rank in settings:
             run = os.path.join(a.out, f"{model}_{kind}_{rank}")
-            cmd = ["finetune", "--model", source, "--adapter", kind, "--config", os.path.join(a.out, f"{model}_target.json"), "-o", run]
-            if kind == "layers":
-                cmd += ["--target"] + decoder
-            if rank:
-                cmd += ["--rank", str(rank), "--alpha", str(2 * rank)]
-            r = sh(cmd)
-            m = re.search(r"(\d+) trainable parameters", r.stderr)
-            label = {"full": "full fine-tuning", "layers": "decoder only"}.get(kind, f"{kind} r{rank}")
-            rows.append((model, label, int(m.group(1)) if m else -1,
+            label, trainable = finetune_setting(sh, source, kind, rank, os.path.join(a.out, f"{model}_target.json"), run, decoder)
+            rows.append((model, label, trainable,
                          dice_of(os.path.join(run, "checkpoint_last.pt"), test, os.path.join(a.out, f"seg_{model}_{kind}_{rank}"))))
             print(f"{model:7} {label:22} {rows[-1][2]:>10} {rows[-1][3]:.4f}", flush=True)
     print(f"\n| model | setting | trainable parameters | Dice |\n|---|---|---|---|")

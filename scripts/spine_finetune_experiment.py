@@ -17,11 +17,11 @@ usage: scripts/spine_finetune_experiment.py [--out DIR] [--epochs 10] [--source-
 import argparse
 import json
 import os
-import re
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from finetune_experiment import finetune_setting  # noqa: E402
 from spine_shift_experiment import ADAPT, CLASSES, SOURCE, dice_of, pairs, prepare, sh  # noqa: E402
 
 
@@ -60,19 +60,12 @@ def main():
     settings = [("full", None), ("layers", None)] + [(k, r) for k in a.kinds for r in a.ranks]
     for kind, rank in settings:
         run = os.path.join(a.out, f"{kind}_{rank}")
-        cmd = ["finetune", "--model", source, "--adapter", kind, "--config", os.path.join(a.out, "site_cfg.json"), "-o", run]
-        if kind == "layers":
-            cmd += ["--target"] + decoder
-        if rank:
-            cmd += ["--rank", str(rank), "--alpha", str(2 * rank)]
-        r = sh(cmd)
-        m = re.search(r"(\d+) trainable parameters", r.stderr)
-        label = {"full": "full fine-tuning", "layers": "decoder only"}.get(kind, f"{kind} r{rank}")
+        label, trainable = finetune_setting(sh, source, kind, rank, os.path.join(a.out, "site_cfg.json"), run, decoder)
         d = dice_of(os.path.join(run, "checkpoint_last.pt"), folders, "t2_test", "t2", os.path.join(a.out, f"seg_{kind}_{rank}"))
-        rows.append((label, int(m.group(1)) if m else -1, d))
+        rows.append((label, trainable, d))
         print(f"{label:22} {rows[-1][1]:>10} {d['mean']:.4f}", flush=True)
     total = rows[2][1]  # full fine-tuning trains every parameter
-    print(f"\n| setting | trainable parameters | % of the model | vertebra | disc | canal | mean |\n|---|---|---|---|---|---|---|")
+    print("\n| setting | trainable parameters | % of the model | vertebra | disc | canal | mean |\n|---|---|---|---|---|---|---|")
     for label, n, d in rows:
         share = f"{100.0 * n / total:.2f} %" if n else "-"
         print(f"| {label} | {n:,} | {share} | {d['vertebra']:.3f} | {d['disc']:.3f} | {d['canal']:.3f} | {d['mean']:.3f} |")
