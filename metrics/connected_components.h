@@ -68,9 +68,10 @@ at::Tensor comparable_values(const at::Tensor& image);
 /// and fill everything but `values` (labels and count only with ComponentStats::kNone).
 Components connected_components_cpu(const at::Tensor& image, int connectivity, ComponentStats stats);
 
-/// Fewest voxels per CPU slab (one slab per thread): below about 2^18 a second thread costs
-/// more than it saves (64^3 volumes ran 2x slower on two threads than on one). Tests lower it
-/// to cut small volumes into many slabs.
+/// Fewest voxels per CPU slab (one slab per thread): 2^16, so that 64^3 volumes take two
+/// threads (measured on a quiet 2-core machine: 1.2-1.6x faster than one slab; on a loaded
+/// one a second thread can cost more than it saves). Tests lower it to cut small volumes
+/// into many slabs.
 extern int64_t cc_min_slab_voxels;
 #ifdef NEUROSEG_WITH_CUDA
 Components connected_components_cuda(const at::Tensor& image, int connectivity, ComponentStats stats);

@@ -751,7 +751,7 @@ int64_t label_volume(const T* in, int64_t D, int64_t H, int64_t W, int connectiv
 
 }  // namespace
 
-int64_t cc_min_slab_voxels = int64_t(1) << 18;
+int64_t cc_min_slab_voxels = int64_t(1) << 16;
 
 at::Tensor comparable_values(const at::Tensor& image) {
   at::Tensor x = image;
