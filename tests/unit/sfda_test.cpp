@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include "io/orientation.h"
 #include "losses/entropy_kl.h"
 #include "pipelines/adapt.h"
 
@@ -59,14 +60,53 @@ TEST_SUITE("losses_sfda") {
   TEST_CASE("a volume-level prior: over-estimated foreground, diluted by the patch's padding") {
     // Fractions 0.7 / 0.2 / 0.1, foreground × 1.5 -> 0.3 / 0.15, background 0.55; a patch the
     // volume fills to 80 % holds 0.24 / 0.12 of foreground and 0.64 background (padding).
-    const at::Tensor p = pipelines::volume_prior({0.7, 0.2, 0.1}, at::tensor({1.0, 0.8}, at::kDouble), 1.5);
+    const at::Tensor p = pipelines::region_prior({0.7, 0.2, 0.1}, at::tensor({1.0, 0.8}, at::kDouble), {}, 1.5);
     REQUIRE(p.sizes() == at::IntArrayRef({2, 3}));
     const double expected[2][3] = {{0.55, 0.3, 0.15}, {0.64, 0.24, 0.12}};
     for (int i = 0; i < 2; ++i)
       for (int k = 0; k < 3; ++k) CHECK(p[i][k].item<double>() == doctest::Approx(expected[i][k]).epsilon(1e-12));
     // Over-estimation past the whole volume: background 0, the foreground renormalised.
-    const at::Tensor q = pipelines::volume_prior({0.2, 0.5, 0.3}, at::tensor({1.0}, at::kDouble), 2.0);
+    const at::Tensor q = pipelines::region_prior({0.2, 0.5, 0.3}, at::tensor({1.0}, at::kDouble), {}, 2.0);
     CHECK(q[0][0].item<double>() == doctest::Approx(0.0));
     CHECK(q[0][1].item<double>() == doctest::Approx(0.625));
+  }
+
+  TEST_CASE("a slice-tag prior: an untagged class gets 0, its share goes to background") {
+    // Fractions 0.7 / 0.2 / 0.1 × 1.5 -> 0.3 / 0.15 on a slice with both classes; class 2 not
+    // tagged: 0.3 / 0, background 0.7; nothing tagged and half padding: background 1.
+    const at::Tensor tags = at::tensor({1.0, 1.0, 1.0, 0.0, 0.0, 0.0}, at::kDouble).view({3, 2});
+    const at::Tensor p = pipelines::region_prior({0.7, 0.2, 0.1}, at::tensor({1.0, 1.0, 0.5}, at::kDouble), tags, 1.5);
+    const double expected[3][3] = {{0.55, 0.3, 0.15}, {0.7, 0.3, 0.0}, {1.0, 0.0, 0.0}};
+    for (int i = 0; i < 3; ++i)
+      for (int k = 0; k < 3; ++k) CHECK(p[i][k].item<double>() == doctest::Approx(expected[i][k]).epsilon(1e-12));
+  }
+
+  TEST_CASE("slice tags follow their slices through reorientation and resampling") {
+    // Input (x, y, z) = (4, 3, 6), LPS identity; tags along k (z). Reoriented to "IPL", the
+    // network's x runs along -z: network x = 5 - k, the (D, H, W) dimension 2.
+    io::Volume v;
+    v.data = at::zeros({1, 6, 3, 4});
+    const std::vector<std::vector<uint8_t>> tags{{1, 1, 0, 0, 0, 1}, {0, 0, 0, 1, 0, 0}};
+    pipelines::Preprocessing pp;
+    pp.orientation = "IPL";
+    pp.normalization.scheme = "none";
+    int64_t dim = -1;
+    at::Tensor code = pipelines::slice_tag_codes(tags, 2, v.geometry, pipelines::prepare_case(v, pp), dim);
+    CHECK(dim == 2);
+    REQUIRE(code.sizes() == at::IntArrayRef({4, 3, 6}));
+    const int expected[6] = {1 | 2, 1, 1 | 4, 1, 1 | 2, 1 | 2};  // bit 0 inside, bit 1 class 1, bit 2 class 2
+    for (int x = 0; x < 6; ++x) {
+      CHECK(code[0][0][x].item<int>() == expected[x]);
+      CHECK(code[3][2][x].item<int>() == expected[x]);
+    }
+    // Resampled to 3 mm along z (input orientation kept; the grid keeps the extent, so network
+    // slice s is centred on input z = 1 + 3 s).
+    pp.orientation = "";
+    pp.target_spacing = std::array<double, 3>{1.0, 1.0, 3.0};
+    code = pipelines::slice_tag_codes(tags, 2, v.geometry, pipelines::prepare_case(v, pp), dim);
+    CHECK(dim == 0);
+    REQUIRE(code.size(0) == 2);
+    CHECK(code[0][1][1].item<int>() == (1 | 2));
+    CHECK(code[1][1][1].item<int>() == 1);  // z = 4: neither class (class 2 is at z = 3)
   }
 }
