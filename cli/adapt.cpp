@@ -27,6 +27,9 @@ void add_adapt_command(CLI::App& app) {
   cmd->add_option("--prior", a->o.prior_json,
                   "JSON {\"fractions\": {\"<label>\": f, ...}[, \"slice_tags\": {...}]} (docs/adaptation.md); default: the source model's predictions per patch");
   cmd->add_option("--overestimate", a->o.overestimate, "Factor on the prior's foreground fractions")->check(CLI::PositiveNumber);
+  cmd->add_option("--size-power", a->o.size_power,
+                  "Power of the max-normalised probabilities in the predicted class ratio (the authors' `power`, 1)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--entropy-weights", a->o.entropy_weights, "Per-class entropy weights (default 0.1 background, 0.9 others)");
   cmd->add_option("--iterations", a->o.iterations, "Optimisation steps")->check(CLI::NonNegativeNumber);
   cmd->add_option("--batch", a->o.batch, "Patches per step")->check(CLI::PositiveNumber);

@@ -21,7 +21,7 @@ at::Tensor entropy_kl_loss(const at::Tensor& logits_in, const at::Tensor& prior,
                                          : at::tensor(o.class_weights, at::kDouble).to(flat.options());
   const at::Tensor entropy = -(w.view({1, k, 1}) * flat * at::log(flat + 1e-10)).sum() / flat.sum();
   const at::Tensor amax = std::get<0>(flat.max(1, /*keepdim=*/true)) + 1e-10;
-  const at::Tensor sizes = (flat / amax).sum(2);                               // (N, K)
+  const at::Tensor sizes = (o.size_power == 1.0 ? flat / amax : (flat / amax).pow(o.size_power)).sum(2);  // (N, K)
   const at::Tensor ratio = sizes / (sizes.sum(1, /*keepdim=*/true) + 1e-10);  // τ̂
   const at::Tensor tau = prior.to(ratio.options());
   const at::Tensor kl = (ratio * (at::log(ratio + 1e-10) - at::log(tau + 1e-10))).sum() / static_cast<double>(n);

@@ -5,8 +5,11 @@
 //   L = lambda_entropy · Σ_{b,c,p} w_c · (-s log(s + 1e-10)) / Σ_{b,c,p} s
 //     + lambda_prior · (1/B) Σ_b Σ_c τ̂_bc (log(τ̂_bc + 1e-10) - log(τ_bc + 1e-10))
 // with s the softmax, τ̂ the predicted class ratio with the authors' max-normalisation
-// (τ̂_bc = Σ_p s_bcp / (max_c' s_bc'p + 1e-10), divided by its sum over c (+1e-10)) and τ the
-// prior class ratio of each patch: KL(τ̂ ‖ τ).
+// (τ̂_bc = Σ_p (s_bcp / (max_c' s_bc'p + 1e-10))^power, divided by its sum over c (+1e-10);
+// power 1 in all the authors' configurations) and τ the prior class ratio of each patch:
+// KL(τ̂ ‖ τ). A higher power brings τ̂ closer to the hard (argmax) class ratio: with power 1
+// the small ratios of a large, uncertain background add up to a sizeable share of every
+// foreground class (docs/adaptation.md).
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -16,6 +19,7 @@ namespace neuroseg::losses {
 struct EntropyKLOptions {
   std::vector<double> class_weights;  ///< w_c (K values); empty: all 1
   double lambda_entropy = 1.0, lambda_prior = 1.0;
+  double size_power = 1.0;  ///< the authors' `power` of norm_soft_size
 };
 
 /// `logits` (N, K, *spatial); `prior` (N, K) class fractions per patch (rows sum to 1).

@@ -262,6 +262,7 @@ double adapt(const std::string& checkpoint, const std::vector<std::string>& targ
   torch::optim::Adam optimizer(trainable, torch::optim::AdamOptions(o.lr));
   losses::EntropyKLOptions lo;
   lo.class_weights = weights;
+  lo.size_power = o.size_power;
 
   std::ofstream log(output + ".log.csv");
   log << "iteration,loss\n";
@@ -306,7 +307,7 @@ double adapt(const std::string& checkpoint, const std::vector<std::string>& targ
   loaded.meta.training["adaptation"] = {
       {"method", o.method},          {"prior", o.prior_json.empty() ? "source predictions" : o.prior_json},
       {"slice_tags", tagged ? nlohmann::json(std::string(1, static_cast<char>('i' + json_prior.tag_axis))) : nlohmann::json(nullptr)},
-      {"overestimate", o.overestimate}, {"entropy_weights", weights}, {"iterations", iterations},
+      {"overestimate", o.overestimate}, {"size_power", o.size_power}, {"entropy_weights", weights}, {"iterations", iterations},
       {"batch", o.batch},            {"lr", o.lr},  {"seed", o.seed}, {"targets", static_cast<int64_t>(targets.size())},
       {"patch", whole_volume ? nlohmann::json("whole volume") : nlohmann::json(patch)},
       {"source_checkpoint", checkpoint}};

@@ -35,6 +35,7 @@ struct AdaptOptions {
   std::string prior_json;            ///< {"fractions": {"<label name>": f, ...}[, "slice_tags": {"axis": "k",
                                      ///<   "cases": {"<file name>": {"<label name>": [0/1, ...]}}}]}; empty: source predictions
   double overestimate = 1.0;         ///< factor on the prior's foreground fractions
+  double size_power = 1.0;           ///< power of the max-normalised probabilities in τ̂ (losses/entropy_kl.h)
   std::vector<double> entropy_weights;  ///< per class; empty: 0.1 background, 0.9 foreground (the authors')
   int64_t iterations = 200, batch = 2;
   double lr = 1e-4;

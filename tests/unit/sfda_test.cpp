@@ -31,6 +31,10 @@ TEST_SUITE("losses_sfda") {
     o.lambda_prior = 1;
     CHECK(losses::entropy_kl_loss(l, at::tensor({0.4, 0.6}, at::kDouble).view({1, 2}), o).item<double>() ==
           doctest::Approx(entropy).epsilon(1e-8));
+    // Size power 2: pixel 2 gives (1/9, 1) -> (10/9, 2) -> ratio (5/14, 9/14).
+    o.size_power = 2;
+    const double kl2 = 5.0 / 14 * std::log(5.0 / 14 / 0.8) + 9.0 / 14 * std::log(9.0 / 14 / 0.2);
+    CHECK(losses::entropy_kl_loss(l, prior, o).item<double>() == doctest::Approx(entropy + kl2).epsilon(1e-8));
   }
 
   TEST_CASE("entropy-kl gradient equals finite differences; tent's entropy is the mean softmax entropy") {
