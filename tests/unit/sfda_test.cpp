@@ -41,22 +41,27 @@ TEST_SUITE("losses_sfda") {
     at::manual_seed(4);
     const at::Tensor x = at::randn({2, 3, 3, 2, 2}, at::kDouble).requires_grad_(true);
     const at::Tensor prior = at::softmax(at::randn({2, 3}, at::kDouble), 1);
-    losses::EntropyKLOptions o;
-    o.class_weights = {0.1, 0.5, 0.9};
-    losses::entropy_kl_loss(x, prior, o).backward();
-    const at::Tensor g = x.grad().reshape({-1});
-    at::Tensor flat = x.detach().clone().reshape({-1});
-    double worst = 0;
-    for (int64_t i = 0; i < flat.numel(); ++i) {
-      const double h = 1e-6, keep = flat[i].item<double>();
-      flat[i] = keep + h;
-      const double up = losses::entropy_kl_loss(flat.view(x.sizes()), prior, o).item<double>();
-      flat[i] = keep - h;
-      const double down = losses::entropy_kl_loss(flat.view(x.sizes()), prior, o).item<double>();
-      flat[i] = keep;
-      worst = std::max(worst, std::abs((up - down) / (2 * h) - g[i].item<double>()));
+    for (const double power : {1.0, 2.0}) {
+      CAPTURE(power);
+      losses::EntropyKLOptions o;
+      o.class_weights = {0.1, 0.5, 0.9};
+      o.size_power = power;
+      x.mutable_grad() = at::Tensor();
+      losses::entropy_kl_loss(x, prior, o).backward();
+      const at::Tensor g = x.grad().reshape({-1});
+      at::Tensor flat = x.detach().clone().reshape({-1});
+      double worst = 0;
+      for (int64_t i = 0; i < flat.numel(); ++i) {
+        const double h = 1e-6, keep = flat[i].item<double>();
+        flat[i] = keep + h;
+        const double up = losses::entropy_kl_loss(flat.view(x.sizes()), prior, o).item<double>();
+        flat[i] = keep - h;
+        const double down = losses::entropy_kl_loss(flat.view(x.sizes()), prior, o).item<double>();
+        flat[i] = keep;
+        worst = std::max(worst, std::abs((up - down) / (2 * h) - g[i].item<double>()));
+      }
+      CHECK(worst < 1e-7);
     }
-    CHECK(worst < 1e-7);
     const at::Tensor s = at::softmax(x.detach(), 1);
     CHECK(losses::entropy_loss(x).item<double>() == doctest::Approx((-(s * s.log()).sum(1)).mean().item<double>()));
   }
