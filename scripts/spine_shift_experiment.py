@@ -10,6 +10,8 @@ on `neuroseg synth spine` phantoms (SPIDER layout; T1 and T2 of one case share t
   label; entropy-kl with the source model's own predictions as prior) on the unlabelled T2
   images of cases 9-14, and the upper bounds: the source model fine-tuned (every weight) and a
   model trained from scratch on the T2 labels of cases 1-8;
+- entropy-kl with the authors' per-slice priors: slice tags (which slices of each adaptation
+  image hold which structure; weak supervision read off the masks) along each index axis;
 - a source model trained with random Bézier intensity curves (cross-modality style
   augmentation), on T2 as it is and after entropy-kl;
 - a control shift without contrast inversion (the T1 images of cases 9-20 with a strong
@@ -94,6 +96,31 @@ def prepare(out):
     return folders
 
 
+def tagged_prior(folders, axis, path):
+    """The authors' per-slice prior (their csv column `dumbpredwtags`) along index axis `axis`
+    ("i", "j" or "k"): fractions = the mean share of a slice that holds the class, over the
+    source label slices holding it (anatomy); tags = which slices of each unlabelled adaptation
+    image hold each class (image-level weak supervision, here read off the masks)."""
+    ax = "ijk".index(axis)
+    other = tuple(a for a in range(3) if a != ax)
+
+    def per_slice(g):
+        n = np.prod([g.shape[a] for a in other])
+        return {name: (g == k).sum(axis=other) / n for name, k in CLASSES.items() if k}
+    shares = {name: [] for name, k in CLASSES.items() if k}
+    for c in SOURCE:
+        for name, f in per_slice(np.asanyarray(nib.load(os.path.join(folders["labels"], f"{c}.nii.gz")).dataobj)).items():
+            shares[name] += list(f[f > 0])
+    fractions = {name: float(np.mean(v)) for name, v in shares.items()}
+    fractions["background"] = 1.0 - sum(fractions.values())
+    cases = {}
+    for c in ADAPT:
+        g = np.asanyarray(nib.load(os.path.join(folders["labels"], f"{c}.nii.gz")).dataobj)
+        cases[f"{c}_t2.mha"] = {name: [int(x > 0) for x in f] for name, f in per_slice(g).items()}
+    json.dump({"fractions": fractions, "slice_tags": {"axis": axis, "cases": cases}}, open(path, "w"))
+    return path
+
+
 def pairs(folders, group, contrast, cases):
     return [[os.path.join(folders[group], f"{c}_{contrast}.mha"), os.path.join(folders["labels"], f"{c}.nii.gz")] for c in cases]
 
@@ -160,6 +187,14 @@ def main():
     gentle = ["--method", "entropy-kl", "--overestimate", "1.2", "--entropy-weights", "0.1", "0.1", "0.1", "0.1", "--lr", "1e-4"]
     patches = ["--patch", "64", "64", "16"]  # random patches (the JSON prior's default is whole volumes)
     whole = ["--method", "entropy-kl", "--prior", prior, "--batch", "1", "--lr", "1e-4", "--iterations", "200"]
+    # The authors' headline setting: per-slice priors with slice tags (see tagged_prior), along
+    # each index axis: i sagittal, j coronal, k axial (this phantom is 17 x 448 x 448 RPI).
+    tag_priors = {axis: tagged_prior(folders, axis, os.path.join(a.out, f"prior_tags_{axis}.json")) for axis in "ijk"}
+
+    def tagged(axis):
+        return ["--method", "entropy-kl", "--prior", tag_priors[axis], "--overestimate", "1.8", "--size-power", "3",
+                "--entropy-weights", "0.1", "0.1", "0.1", "0.1", "--batch", "1", "--lr", "1e-4", "--iterations", "200"]
+    slice_names = {"i": "sagittal", "j": "coronal", "k": "axial"}
     variants = [("tent", ["--method", "tent"] + lr),
                 ("entropy-kl, prior JSON (source label fractions), random patches", ["--method", "entropy-kl", "--prior", prior] + patches + lr),
                 ("entropy-kl, prior JSON x 1.3, random patches", ["--method", "entropy-kl", "--prior", prior, "--overestimate", "1.3"] + patches + lr),
@@ -170,6 +205,12 @@ def main():
                 ("entropy-kl, prior = source predictions x 1.2", ["--method", "entropy-kl", "--overestimate", "1.2"] + lr),
                 ("entropy-kl, source predictions x 1.2, weights 0.1 x 4, lr 1e-4", gentle),
                 ("entropy-kl, source predictions x 1.2, lr 1e-5", ["--method", "entropy-kl", "--overestimate", "1.2", "--lr", "1e-5"])]
+    # τ̂ with size power 3 (closer to the hard class ratio; docs/adaptation.md) and equal entropy weights.
+    sharp = whole + ["--overestimate", "1.8", "--size-power", "3", "--entropy-weights", "0.1", "0.1", "0.1", "0.1"]
+    sharp_name = "entropy-kl, prior JSON x 1.8, whole volumes, size power 3, weights 0.1 x 4"
+    variants += [(sharp_name, sharp)]
+    variants += [(f"entropy-kl, slice tags along {axis} ({slice_names[axis]}) x 1.8, size power 3, weights 0.1 x 4", tagged(axis))
+                 for axis in "ijk"]
     for i, (label, extra) in enumerate(variants):
         ckpt = os.path.join(a.out, f"adapt{i}.pt")
         sh(["adapt", "--model", source, "-i", folders["t2_adapt"], "-o", ckpt] + common(extra))
@@ -178,7 +219,8 @@ def main():
     control = [("control (T1 + bias, gamma, noise): no adaptation", dice_of(source, folders, "t1s_test", "t1s", os.path.join(a.out, "seg_c_none")))]
     for i, (label, extra) in enumerate([("tent", ["--method", "tent"] + lr),
                                         ("entropy-kl, prior = source predictions x 1.2", ["--method", "entropy-kl", "--overestimate", "1.2"] + lr),
-                                        ("entropy-kl, source predictions x 1.2, weights 0.1 x 4, lr 1e-4", gentle)]):
+                                        ("entropy-kl, source predictions x 1.2, weights 0.1 x 4, lr 1e-4", gentle),
+                                        (sharp_name, sharp)]):
         ckpt = os.path.join(a.out, f"control{i}.pt")
         sh(["adapt", "--model", source, "-i", folders["t1s_adapt"], "-o", ckpt] + common(extra))
         control.append((f"control: adapt {label}", dice_of(ckpt, folders, "t1s_test", "t1s", os.path.join(a.out, f"seg_c{i}"))))
@@ -202,7 +244,10 @@ def main():
     augmented = [("source trained with intensity curves: on T1 test cases", dice_of(aug, folders, "t1_test", "t1", os.path.join(a.out, "seg_aug_t1"))),
                  ("source trained with intensity curves: on T2, no adaptation", dice_of(aug, folders, "t2_test", "t2", os.path.join(a.out, "seg_aug_none")))]
     for i, (label, extra) in enumerate([("entropy-kl, prior JSON x 1.2, whole volumes", whole + ["--overestimate", "1.2"]),
-                                        ("entropy-kl, prior JSON x 1.8, whole volumes", whole + ["--overestimate", "1.8"])]):
+                                        ("entropy-kl, prior JSON x 1.8, whole volumes", whole + ["--overestimate", "1.8"]),
+                                        (sharp_name, sharp)] +
+                                       [(f"entropy-kl, slice tags along {axis} ({slice_names[axis]}) x 1.8, size power 3, "
+                                         "weights 0.1 x 4", tagged(axis)) for axis in "ijk"]):
         ckpt = os.path.join(a.out, f"aug_adapt{i}.pt")
         sh(["adapt", "--model", aug, "-i", folders["t2_adapt"], "-o", ckpt] + common(extra))
         augmented.append((f"source trained with intensity curves: adapt {label}", dice_of(ckpt, folders, "t2_test", "t2", os.path.join(a.out, f"seg_aug{i}"))))
