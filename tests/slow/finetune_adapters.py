@@ -131,13 +131,14 @@ try:
     os.makedirs(targets)
     for img, _ in b:
         shutil.copy(img, targets)
-    for method, extra in [("none", []), ("tent", []), ("entropy-kl", ["--overestimate", "1.2"])]:
+    for method, extra in [("none", []), ("tent", []), ("entropy-kl", ["--overestimate", "1.2", "--size-power", "3"])]:
         out = os.path.join(tmp, f"adapted_{method}.pt")
         r = run(["adapt", "--model", base, "-i", targets, "-o", out, "--method", method, "--iterations", "4", "--threads", "1"] + extra)
         ok = r.returncode == 0 and os.path.exists(out)
         meta = json.loads(torch.load(out, weights_only=False)["meta"]) if ok else {}
-        check(ok and meta.get("training", {}).get("adaptation", {}).get("method") == method,
-              f"adapt --method {method}: checkpoint written with its method recorded" + ("" if ok else r.stderr[-300:]))
+        recorded = meta.get("training", {}).get("adaptation", {})
+        check(ok and recorded.get("method") == method and recorded.get("size_power") == (3 if method == "entropy-kl" else 1),
+              f"adapt --method {method}: checkpoint written with its method and size power recorded" + ("" if ok else r.stderr[-300:]))
         png = out + ".loss.png"
         check(os.path.exists(png) == (method != "none") and (method == "none" or open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"),
               f"adapt --method {method}: loss curve PNG " + ("not written (no iterations)" if method == "none" else "written"))
