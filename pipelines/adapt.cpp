@@ -199,6 +199,9 @@ double adapt(const std::string& checkpoint, const std::vector<std::string>& targ
   if (!o.prior_json.empty()) json_prior = read_prior(o.prior_json, loaded.meta.labels);
   const std::vector<double>& prior_fractions = json_prior.fractions;
   const bool tagged = json_prior.tag_axis >= 0;
+  // A tagged slice's fraction describes the whole slice, which a random patch crops.
+  if (tagged && !o.patch.empty())
+    throw io::Error(o.prior_json, "slice tags describe whole slices: adapt on whole volumes (drop --patch)");
   const Preprocessing pp = Preprocessing::from_json(loaded.meta.preprocessing);
   // A JSON prior holds the class fractions of whole volumes, so by default each "patch" is a
   // whole target volume (padded to the largest one), as the authors' prior is per image:

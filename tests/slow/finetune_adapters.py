@@ -162,6 +162,10 @@ try:
     meta = json.loads(torch.load(out, weights_only=False)["meta"]) if r.returncode == 0 else {}
     check(meta.get("training", {}).get("adaptation", {}).get("slice_tags") == "k" and "tagged slices" in r.stderr,
           "adapt --prior with slice tags along k: runs on tagged slices and records them" + ("" if r.returncode == 0 else r.stderr[-300:]))
+    out = os.path.join(tmp, "adapted_tags_patch.pt")
+    r = run(["adapt", "--model", base, "-i", targets, "-o", out, "--prior", tagged, "--patch", "16", "16", "16", "--iterations", "2"])
+    check(r.returncode != 0 and "drop --patch" in r.stderr and len(r.stderr.strip().splitlines()) == 1 and not os.path.exists(out),
+          "slice tags with --patch: one-line error, no checkpoint: " + r.stderr.strip()[:160])
     first = os.path.basename(b[0][0])
     tags[first][fg[0]] = tags[first][fg[0]][:-1]
     json.dump({"fractions": json.load(open(good))["fractions"], "slice_tags": {"axis": "k", "cases": tags}}, open(tagged, "w"))
