@@ -179,14 +179,16 @@ TEST_SUITE("metrics_skeleton") {
     CHECK_THROWS_AS(metrics::skeletonize(at::zeros({2, 3, 4, 5})), io::Error);
   }
 
-  TEST_CASE("two threads (collect ahead, re-check in order) give the one-thread skeleton") {
-    // Crops with >= 4096 foreground voxels per plane thin on two threads when two are
-    // available (metrics/skeleton.cpp); dense blobs delete most voxels, so the handshake
-    // between the threads is exercised on every plane of every pass; odd sizes, and a depth
-    // of 4 (the smallest pipelined).
+  TEST_CASE("two threads (alternate passes in a wavefront) give the one-thread skeleton") {
+    // Crops with >= 32 k foreground voxels, >= 4 planes and >= 2048 voxels per padded plane
+    // thin on two threads when two are available (metrics/skeleton.cpp); dense blobs delete
+    // most voxels, so the hand-over between the threads is exercised on every plane of every
+    // pass. Odd sizes, a depth of 4 (the smallest on two threads), and planes of 46 x 46
+    // padded voxels (the smallest allowed: summary words span two planes).
     const int previous = at::get_num_threads();
     at::manual_seed(5);
-    for (const auto& shape : std::vector<std::vector<int64_t>>{{13, 131, 101}, {4, 120, 90}, {24, 97, 110}}) {
+    for (const auto& shape :
+         std::vector<std::vector<int64_t>>{{13, 131, 101}, {4, 160, 130}, {24, 97, 110}, {40, 44, 44}}) {
       at::Tensor noise = at::rand(shape, at::kFloat).unsqueeze(0).unsqueeze(0);
       noise = at::avg_pool3d(noise, {3, 3, 3}, {1, 1, 1}, {1, 1, 1});
       const at::Tensor mask = (noise[0][0] > 0.5).to(at::kByte);
