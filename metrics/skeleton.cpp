@@ -517,12 +517,14 @@ class Thinner {
       Progress& mine = progress[parity];
       Progress& other = progress[1 - parity];
       std::vector<uint64_t> now, next;
+      int64_t seen = -1;  // the other thread's progress when last read
       for (int64_t k = parity; !stop.load(std::memory_order_relaxed); k += 2) {
         bool stopped = false;
         auto before_step = [&](int64_t p) {
           if (k == 0) return true;
           const int64_t needed = (k - 1) * (D + 1) + std::min(p + 2, D);
-          for (int spin = 0; other.planes.load(std::memory_order_acquire) < needed; ++spin) {
+          if (seen >= needed) return true;  // read the other thread's line only when needed
+          for (int spin = 0; (seen = other.planes.load(std::memory_order_acquire)) < needed; ++spin) {
             if (stop.load(std::memory_order_relaxed)) {
               stopped = true;  // the other thread has ended: the image is final
               return false;
