@@ -183,15 +183,24 @@ TEST_SUITE("metrics_skeleton") {
     // Crops with >= 32 k foreground voxels, >= 4 planes and >= 2048 voxels per padded plane
     // thin on two threads when two are available (metrics/skeleton.cpp); dense blobs delete
     // most voxels, so the hand-over between the threads is exercised on every plane of every
-    // pass. Odd sizes, a depth of 4 (the smallest on two threads), and planes of 46 x 46
-    // padded voxels (the smallest allowed: summary words span two planes).
+    // pass. Odd sizes, a depth of 4 (the smallest on two threads), and a crop of 44 x 44
+    // (46 x 46 padded voxels a plane, near the smallest allowed, 2048: summary words of
+    // the bit image span two planes).
     const int previous = at::get_num_threads();
     at::manual_seed(5);
     for (const auto& shape :
-         std::vector<std::vector<int64_t>>{{13, 131, 101}, {4, 160, 130}, {24, 97, 110}, {40, 44, 44}}) {
+         std::vector<std::vector<int64_t>>{{13, 131, 101}, {4, 256, 200}, {24, 97, 110}, {48, 46, 46}}) {
       at::Tensor noise = at::rand(shape, at::kFloat).unsqueeze(0).unsqueeze(0);
       noise = at::avg_pool3d(noise, {3, 3, 3}, {1, 1, 1}, {1, 1, 1});
       const at::Tensor mask = (noise[0][0] > 0.5).to(at::kByte);
+      // The conditions for two threads hold on the crop (the bounding box, padded by one).
+      auto extent = [&](at::IntArrayRef other_dims) {
+        const at::Tensor at_all = at::nonzero(mask.amax(other_dims)).flatten();
+        return at_all.max().item<int64_t>() - at_all.min().item<int64_t>() + 1;
+      };
+      CHECK(mask.sum().item<int64_t>() >= 32768);
+      CHECK(extent({1, 2}) >= 4);
+      CHECK((extent({0, 2}) + 2) * (extent({0, 1}) + 2) >= 2048);
       at::set_num_threads(1);
       const at::Tensor one = metrics::skeletonize(mask);
       at::set_num_threads(2);

@@ -1,0 +1,35 @@
+// The two-thread skeleton (metrics/skeleton.cpp, Thinner::run_passes_wavefront) under
+// ThreadSanitizer: this file and metrics/skeleton.cpp are built with -fsanitize=thread, so
+// any unordered access of the two threads to the same memory is reported and fails the test
+// (TSAN_OPTIONS=halt_on_error=1). The skeletons must also equal the one-thread ones. A
+// mutant that lets pass k + 1 run one plane closer to pass k was reported here.
+#include <cstdio>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include "metrics/skeleton.h"
+
+int main() {
+  at::manual_seed(5);
+  int failures = 0;
+  // Dense blobs large enough for two threads (>= 32 k foreground voxels, >= 4 planes,
+  // >= 2048 voxels per padded plane): depth 4, the smallest planes allowed, odd sizes.
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{13, 131, 101}, {4, 256, 200}, {48, 46, 46}, {64, 64, 64}}) {
+    at::Tensor noise = at::rand(shape, at::kFloat).unsqueeze(0).unsqueeze(0);
+    noise = at::avg_pool3d(noise, {3, 3, 3}, {1, 1, 1}, {1, 1, 1});
+    const at::Tensor mask = (noise[0][0] > 0.5).to(at::kByte);
+    at::set_num_threads(1);
+    const at::Tensor one = neuroseg::metrics::skeletonize(mask);
+    at::set_num_threads(2);
+    const at::Tensor two = neuroseg::metrics::skeletonize(mask);
+    const bool same = at::equal(one, two);
+    std::printf("%lld x %lld x %lld: %lld foreground, %lld on the skeleton, two threads %s\n",
+                static_cast<long long>(shape[0]), static_cast<long long>(shape[1]), static_cast<long long>(shape[2]),
+                static_cast<long long>(mask.sum().item<int64_t>()), static_cast<long long>(one.sum().item<int64_t>()),
+                same ? "agree" : "DIFFER");
+    failures += !same;
+  }
+  return failures == 0 ? 0 : 1;
+}
