@@ -522,6 +522,10 @@ class Thinner {
         bool stopped = false;
         auto before_step = [&](int64_t p) {
           if (k == 0) return true;
+          if (stop.load(std::memory_order_relaxed)) {  // the other thread has ended: the image is final
+            stopped = true;
+            return false;
+          }
           const int64_t needed = (k - 1) * (D + 1) + std::min(p + 2, D);
           if (seen >= needed) return true;  // read the other thread's line only when needed
           for (int spin = 0; (seen = other.planes.load(std::memory_order_acquire)) < needed; ++spin) {
