@@ -58,9 +58,9 @@
 //    are never touched.
 //  - Two threads run alternate passes as a wavefront: pass k + 1 follows pass k two planes
 //    behind, so both sweep the volume at once, each on planes in its own cache
-//    (Thinner::run_passes_wavefront). Measured on 2 cores: 1.6-1.8x on dense blobs; used
-//    from 32 k foreground voxels (tubes 64^3, 12 k, ran slower: a thread start and a
-//    hand-over per plane). skeletonize_labels thins instances in parallel instead.
+//    (Thinner::run_passes_wavefront). Measured on 2 cores: 1.35-1.7x on dense blobs and the
+//    brain mask; used from 32 k foreground voxels (tubes 64^3, 12 k, ran slower: a thread
+//    start and a hand-over per plane). skeletonize_labels thins instances in parallel.
 //
 // A quirk kept for agreement: the re-check tests simplicity only, and "simple" includes a
 // voxel without foreground neighbours, so a remnant isolated earlier in the same pass is
