@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <new>
 #include <string>
@@ -555,9 +556,25 @@ class Thinner {
         if (run >= directions) stop.store(true, std::memory_order_relaxed);
       }
     };
-    std::thread helper(worker, 1);
-    worker(0);
+    // An exception (a failed allocation) in either thread stops both and is rethrown here.
+    std::exception_ptr helper_error;
+    std::thread helper([&] {
+      try {
+        worker(1);
+      } catch (...) {
+        helper_error = std::current_exception();
+        stop.store(true, std::memory_order_relaxed);
+      }
+    });
+    try {
+      worker(0);
+    } catch (...) {
+      stop.store(true, std::memory_order_relaxed);
+      helper.join();
+      throw;
+    }
     helper.join();
+    if (helper_error) std::rethrow_exception(helper_error);
   }
 
   int64_t rows_, cols_, slice_, depth_, size_, words_;
