@@ -15,9 +15,9 @@ import tempfile
 import numpy as np
 import nibabel as nib
 
-NEUROSEG = sys.argv[1]
+from _check import NEUROSEG, check, finish
+
 CH2 = "/usr/share/mricron/templates/ch2.nii.gz"
-failures = []
 tmp = tempfile.mkdtemp(prefix="neuroseg_bad_")
 
 
@@ -35,9 +35,7 @@ def expect_error(args, names, problem, output=None):
     if output is not None:
         leftovers = [f for f in os.listdir(os.path.dirname(output)) if f.startswith(os.path.basename(output)) or f.startswith(".neuroseg-tmp")]
         ok = ok and not leftovers
-    print(("ok  " if ok else "FAIL") + f" [{label}] rc={p.returncode}: {p.stderr.strip()}")
-    if not ok:
-        failures.append(label)
+    check(ok, f"[{label}] rc={p.returncode}: {p.stderr.strip()}")
 
 
 try:
@@ -119,19 +117,12 @@ try:
     nib.save(nib.Nifti1Image(d, np.eye(4)), path("nan.nii.gz"))
     p = subprocess.run([NEUROSEG, "info", "--json", path("nan.nii.gz")], capture_output=True, text=True)
     ok = p.returncode == 0 and "4 of 125 voxels are NaN or Inf" in p.stderr and json.loads(p.stdout)["non_finite_voxels"] == 4
-    print(("ok  " if ok else "FAIL") + f" [nan.nii.gz] warning: {p.stderr.strip()}")
-    if not ok:
-        failures.append("nan warning")
+    check(ok, f"[nan.nii.gz] warning: {p.stderr.strip()}")
 
     # Usage errors exit 2.
     p = subprocess.run([NEUROSEG, "convert", CH2], capture_output=True, text=True)
-    if p.returncode != 2:
-        failures.append("usage error exit code")
-        print("FAIL usage error exit code", p.returncode)
+    check(p.returncode == 2, f"a usage error exits with 2 (got {p.returncode})")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-if failures:
-    print(f"{len(failures)} failures: {failures}")
-    sys.exit(1)
-print("all bad-input checks passed")
+sys.exit(finish())

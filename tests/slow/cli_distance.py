@@ -14,9 +14,9 @@ import numpy as np
 import nibabel as nib
 from scipy import ndimage
 
-NEUROSEG = sys.argv[1]
+from _check import NEUROSEG, check, finish
+
 tmp = tempfile.mkdtemp(prefix="neuroseg_edt_")
-failures = 0
 try:
     rng = np.random.default_rng(0)
     brain = np.asanyarray(nib.load("/usr/share/mricron/templates/ch2bet.nii.gz").dataobj) > 0
@@ -31,8 +31,7 @@ try:
         ref = ndimage.distance_transform_edt(mask, sampling=spacing)
         err = np.abs(ours - ref).max() / max(1.0, ref.max())
         ok = err < 1e-5 and ours.shape == ref.shape
-        print(("ok   " if ok else "FAIL ") + f"{name} {mask.shape} spacing {spacing}: max relative error {err:.2e}")
-        failures += not ok
+        check(ok, f"{name} {mask.shape} spacing {spacing}: max relative error {err:.2e}")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
-sys.exit(1 if failures else 0)
+sys.exit(finish())

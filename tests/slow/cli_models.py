@@ -13,22 +13,13 @@ import tempfile
 
 import torch
 
-NEUROSEG = sys.argv[1]
+from _check import check, finish, neuroseg
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-failures = []
 
 
 def run(*args, ok=True):
-    p = subprocess.run([NEUROSEG, *args], capture_output=True, text=True)
-    if ok and p.returncode != 0:
-        raise RuntimeError(f"neuroseg {' '.join(args)} failed: {p.stderr}")
-    return p
-
-
-def check(cond, msg):
-    print(("ok   " if cond else "FAIL ") + msg)
-    if not cond:
-        failures.append(msg)
+    return neuroseg(args, must_succeed=ok)
 
 
 def one_line_error(p, *needles):
@@ -83,7 +74,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-if failures:
-    print(f"{len(failures)} failures")
-    sys.exit(1)
-print("all model CLI checks passed")
+sys.exit(finish())

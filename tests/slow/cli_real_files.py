@@ -9,7 +9,6 @@ import glob
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -17,29 +16,20 @@ import numpy as np
 import nibabel as nib
 import pydicom
 
-NEUROSEG = sys.argv[1]
+from _check import check, finish, neuroseg
+
 NIBABEL = "/usr/lib/python3/dist-packages/nibabel/tests/data/"
 DIPY = "/usr/lib/python3/dist-packages/dipy/data/files/"
 MRICRON = "/usr/share/mricron/templates/"
 PYDICOM = "/usr/lib/python3/dist-packages/pydicom/data/test_files/"
-failures = []
 
 
 def run(*args):
-    p = subprocess.run([NEUROSEG, *args], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise RuntimeError(f"neuroseg {' '.join(args)} failed ({p.returncode}): {p.stderr.strip()}")
-    return p
+    return neuroseg(args, must_succeed=True)
 
 
 def info(path):
     return json.loads(run("info", "--json", path).stdout)
-
-
-def check(cond, msg):
-    if not cond:
-        failures.append(msg)
-        print("FAIL:", msg)
 
 
 def polar(m):
@@ -166,7 +156,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-if failures:
-    print(f"{len(failures)} failures")
-    sys.exit(1)
-print("all real-file checks passed")
+sys.exit(finish())

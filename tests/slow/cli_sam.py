@@ -19,23 +19,13 @@ import shutil
 import nibabel as nib
 import numpy as np
 
-NEUROSEG = sys.argv[1]
+from _check import check, finish, neuroseg
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-failures = 0
-env = dict(os.environ, OMP_NUM_THREADS="2")
+os.environ["OMP_NUM_THREADS"] = "2"
 TINY = {"image_size": 128, "pretrain_image_size": 128, "embed_dim": 32, "depth": 4, "num_heads": 2,
         "global_attn_indexes": [1, 3], "window_size": 3, "prompt_embed_dim": 32, "mask_in_chans": 8, "decoder_heads": 2,
         "decoder_mlp_dim": 64, "iou_head_hidden_dim": 32}
-
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg)
-    failures += 0 if cond else 1
-
-
-def run(args):
-    return subprocess.run([NEUROSEG] + args, capture_output=True, text=True, env=env)
 
 
 tmp = tempfile.mkdtemp(prefix="neuroseg_sam_")
@@ -44,7 +34,7 @@ try:
     meta = os.path.join(tmp, "meta.json")
     json.dump({"labels": {"background": 0, "mito": 1}, "preprocessing": {"normalization": {"scheme": "zscore_case"}},
                "patch_size": [3, 64, 64]}, open(meta, "w"))
-    r = run(["import-weights", "--model", "sam_vit_b", "--args", json.dumps(TINY), "--weights", raw, "--meta", meta,
+    r = neuroseg(["import-weights", "--model", "sam_vit_b", "--args", json.dumps(TINY), "--weights", raw, "--meta", meta,
              "-o", os.path.join(tmp, "base.pt")])
     check(r.returncode != 0 and "convert_sam_checkpoint.py" in r.stderr and r.stderr.strip().count("\n") == 0,
           "an unconverted (OrderedDict) SAM file is refused in one line naming the converter: " + r.stderr.strip()[:160])
@@ -52,7 +42,7 @@ try:
     c = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "convert_sam_checkpoint.py"), raw, conv],
                        capture_output=True, text=True)
     check(c.returncode == 0 and "202 tensors" in c.stdout, "convert_sam_checkpoint.py: " + (c.stdout + c.stderr).strip()[:120])
-    r = run(["import-weights", "--model", "sam_vit_b", "--args", json.dumps(dict(TINY, memory_slots=2)), "--weights", conv,
+    r = neuroseg(["import-weights", "--model", "sam_vit_b", "--args", json.dumps(dict(TINY, memory_slots=2)), "--weights", conv,
              "--meta", meta, "-o", os.path.join(tmp, "base.pt")])
     check(r.returncode == 0, "import-weights of the converted file into a model with memory" + r.stderr[-200:])
 
@@ -72,7 +62,7 @@ try:
            "epochs": 1, "iterations_per_epoch": 2, "validation_every": 1, "optimizer": {"name": "adamw", "lr": 1e-3},
            "workers": 1, "seed": 1}
     json.dump(cfg, open(os.path.join(tmp, "cfg.json"), "w"))
-    r = run(["finetune", "--model", os.path.join(tmp, "base.pt"), "--adapter", "sam4em", "--rank", "3", "--config",
+    r = neuroseg(["finetune", "--model", os.path.join(tmp, "base.pt"), "--adapter", "sam4em", "--rank", "3", "--config",
              os.path.join(tmp, "cfg.json"), "-o", os.path.join(tmp, "run"), "--threads", "2", "--device", "cpu"])
     lora = re.search(r"LoRA rank 3 on q and v of 4 encoder blocks: (\d+) parameters", r.stderr)
     check(r.returncode == 0 and lora is not None and int(lora.group(1)) == 4 * 2 * 3 * 2 * 32 and "trainable parameters" in r.stderr,
@@ -80,7 +70,7 @@ try:
     ckpt = os.path.join(tmp, "run", "checkpoint_last.pt")
     for axis in ("z", "x"):
         out = os.path.join(tmp, "seg_" + axis)
-        r = run(["segment", "-i", pair[0], "-o", out, "--model", ckpt, "--axis", axis, "--device", "cpu", "--no-qc"])
+        r = neuroseg(["segment", "-i", pair[0], "-o", out, "--model", ckpt, "--axis", axis, "--device", "cpu", "--no-qc"])
         ok = r.returncode == 0
         if ok:
             p = nib.load(os.path.join(out, "a_seg.nii.gz"))
@@ -89,11 +79,10 @@ try:
     # --axis needs a 2D slice model.
     cfg3 = dict(cfg, model={"name": "unet", "args": {"channels": [4, 8], "out_channels": 2}}, patch_size=[4, 16, 16])
     json.dump(cfg3, open(os.path.join(tmp, "cfg3.json"), "w"))
-    r = run(["train", "--config", os.path.join(tmp, "cfg3.json"), "-o", os.path.join(tmp, "unet"), "--threads", "2"])
-    r = run(["segment", "-i", pair[0], "-o", os.path.join(tmp, "seg3"), "--model", os.path.join(tmp, "unet", "checkpoint_last.pt"),
+    r = neuroseg(["train", "--config", os.path.join(tmp, "cfg3.json"), "-o", os.path.join(tmp, "unet"), "--threads", "2"])
+    r = neuroseg(["segment", "-i", pair[0], "-o", os.path.join(tmp, "seg3"), "--model", os.path.join(tmp, "unet", "checkpoint_last.pt"),
              "--axis", "z", "--device", "cpu", "--no-qc"])
     check(r.returncode != 0 and "not a 2D slice model" in r.stderr, "--axis with a 3D model: " + r.stderr.strip()[:120])
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
-print("FAILED" if failures else "all passed")
-sys.exit(1 if failures else 0)
+sys.exit(finish())

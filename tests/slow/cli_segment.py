@@ -16,16 +16,10 @@ import tempfile
 import numpy as np
 import nibabel as nib
 
-NEUROSEG = sys.argv[1]
+from _check import NEUROSEG, check, finish
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NIBABEL = "/usr/lib/python3/dist-packages/nibabel/tests/data/"
-failures = []
-
-
-def check(cond, msg):
-    print(("ok   " if cond else "FAIL ") + msg)
-    if not cond:
-        failures.append(msg)
 
 
 tmp = tempfile.mkdtemp(prefix="neuroseg_segment_")
@@ -91,7 +85,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-if failures:
-    print(f"{len(failures)} failures")
-    sys.exit(1)
-print("all segment CLI checks passed")
+sys.exit(finish())

@@ -18,13 +18,13 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-BENCH_OPS = sys.argv[2]
+from _check import BENCH_OPS, check, finish
+
 TEMPLATES = "/usr/share/mricron/templates"
 STRUCTURE = {4: ndimage.generate_binary_structure(2, 1), 8: np.ones((3, 3)), 6: ndimage.generate_binary_structure(3, 1),
              18: ndimage.generate_binary_structure(3, 2), 26: np.ones((3, 3, 3))}
 
 tmp = tempfile.mkdtemp(prefix="neuroseg_cc_")
-failures = 0
 try:
     rng = np.random.default_rng(0)
     aal = nib.load(f"{TEMPLATES}/aal.nii.gz")
@@ -65,8 +65,7 @@ try:
                 same = ours.shape == sp.T.shape and np.array_equal(ours, sp.T) and n == ref.max()
                 line += f", scipy {'equal' if same else 'DIFFERENT'}"
                 ok = ok and same
-            print(("ok   " if ok else "FAIL ") + line, flush=True)
-            failures += not ok
+            check(ok, line)
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
-sys.exit(1 if failures else 0)
+sys.exit(finish())

@@ -11,7 +11,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -19,14 +18,7 @@ import numpy as np
 import nibabel as nib
 import torch
 
-NEUROSEG = sys.argv[1]
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg)
-    failures += 0 if cond else 1
+from _check import check, finish, neuroseg
 
 
 def ball(path_img, path_seg, centre, seed):
@@ -44,9 +36,7 @@ def weights(ckpt):
 
 
 def run(args, env=None):
-    e = dict(os.environ, OMP_NUM_THREADS="1")
-    e.update(env or {})
-    return subprocess.run([NEUROSEG] + args, capture_output=True, text=True, env=e)
+    return neuroseg(args, env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
 
 
 tmp = tempfile.mkdtemp(prefix="neuroseg_dist_")
@@ -104,5 +94,4 @@ try:
     check(small.returncode != 0 and "batch_size" in small.stderr, "a global batch smaller than the ranks is refused")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
-print(f"{failures} failure(s)")
-sys.exit(1 if failures else 0)
+sys.exit(finish())

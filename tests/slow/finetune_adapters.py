@@ -11,26 +11,15 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 import nibabel as nib
 
-NEUROSEG = sys.argv[1]
-failures = 0
-env = dict(os.environ, OMP_NUM_THREADS="1")
+from _check import check, finish, neuroseg
 
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg)
-    failures += 0 if cond else 1
-
-
-def run(args):
-    return subprocess.run([NEUROSEG] + args, capture_output=True, text=True, env=env)
+os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def ball(folder, name, centre, seed, inverted):
@@ -59,14 +48,14 @@ try:
                 "validation_every": 1, "optimizer": {"name": "sgd", "lr": 0.02}, "workers": 1, "seed": seed}
     for name, cfg in [("base_cfg.json", config(a, 2)), ("other_cfg.json", config(a, 1, seed=9)), ("site_cfg.json", config(b, 1))]:
         json.dump(cfg, open(os.path.join(tmp, name), "w"))
-    r = run(["train", "--config", os.path.join(tmp, "base_cfg.json"), "-o", os.path.join(tmp, "base"), "--threads", "1"])
+    r = neuroseg(["train", "--config", os.path.join(tmp, "base_cfg.json"), "-o", os.path.join(tmp, "base"), "--threads", "1"])
     check(r.returncode == 0, "base training" + ("" if r.returncode == 0 else r.stderr[-300:]))
-    r = run(["train", "--config", os.path.join(tmp, "other_cfg.json"), "-o", os.path.join(tmp, "other"), "--threads", "1"])
+    r = neuroseg(["train", "--config", os.path.join(tmp, "other_cfg.json"), "-o", os.path.join(tmp, "other"), "--threads", "1"])
     base = os.path.join(tmp, "base", "checkpoint_last.pt")
     base_hash = sha(base)
     for kind in ["lora-c", "convlora", "cp-lora", "dora-c", "convdora", "cp-dora"]:
         out = os.path.join(tmp, kind)
-        r = run(["finetune", "--model", base, "--adapter", kind, "--rank", "2", "--alpha", "4", "--target", "decoder*",
+        r = neuroseg(["finetune", "--model", base, "--adapter", kind, "--rank", "2", "--alpha", "4", "--target", "decoder*",
                  "--config", os.path.join(tmp, "site_cfg.json"), "-o", out, "--threads", "1"])
         ok = r.returncode == 0 and "trainable parameters" in r.stderr
         size = os.path.getsize(os.path.join(out, "adapter_last.nsa")) if ok else -1
@@ -75,7 +64,7 @@ try:
               + ("" if ok else r.stderr[-300:]))
     check(sha(base) == base_hash, "the base checkpoint is untouched")
     again = os.path.join(tmp, "cp-dora-again")
-    r = run(["finetune", "--model", base, "--adapter", "cp-dora", "--rank", "2", "--alpha", "4", "--target", "decoder*",
+    r = neuroseg(["finetune", "--model", base, "--adapter", "cp-dora", "--rank", "2", "--alpha", "4", "--target", "decoder*",
              "--config", os.path.join(tmp, "site_cfg.json"), "-o", again, "--threads", "1"])
     check(r.returncode == 0 and sha(os.path.join(again, "adapter_last.nsa")) == sha(os.path.join(tmp, "cp-dora", "adapter_last.nsa")),
           "the same seed gives the same adapter, byte for byte")
@@ -83,11 +72,11 @@ try:
     # segment with base + adapter == segment with the merged checkpoint
     run_dir = os.path.join(tmp, "cp-dora")
     case = b[0][0]
-    r1 = run(["segment", "-i", case, "-o", os.path.join(tmp, "seg_adapter"), "--model", base, "--adapter",
+    r1 = neuroseg(["segment", "-i", case, "-o", os.path.join(tmp, "seg_adapter"), "--model", base, "--adapter",
               os.path.join(run_dir, "adapter_last.nsa"), "--device", "cpu", "--probabilities", "--no-qc"])
-    r2 = run(["segment", "-i", case, "-o", os.path.join(tmp, "seg_merged"), "--model", os.path.join(run_dir, "checkpoint_last.pt"),
+    r2 = neuroseg(["segment", "-i", case, "-o", os.path.join(tmp, "seg_merged"), "--model", os.path.join(run_dir, "checkpoint_last.pt"),
               "--device", "cpu", "--probabilities", "--no-qc"])
-    r3 = run(["segment", "-i", case, "-o", os.path.join(tmp, "seg_base"), "--model", base, "--device", "cpu", "--probabilities", "--no-qc"])
+    r3 = neuroseg(["segment", "-i", case, "-o", os.path.join(tmp, "seg_base"), "--model", base, "--device", "cpu", "--probabilities", "--no-qc"])
     check(r1.returncode == r2.returncode == r3.returncode == 0, "segment with --adapter, merged and base checkpoints")
     if r1.returncode == r2.returncode == r3.returncode == 0:
         p = {k: np.asanyarray(nib.load(os.path.join(tmp, k, "b0_prob.nii.gz")).dataobj) for k in ["seg_adapter", "seg_merged", "seg_base"]}
@@ -102,9 +91,9 @@ try:
         os.makedirs(cases)
         for c in (b[0][0], b[1][0]):
             shutil.copy(c, cases)
-        r = run(["segment", "-i", cases, "-o", os.path.join(tmp, "seg_csv"), "--model", base, "--adapter-csv", csv,
+        r = neuroseg(["segment", "-i", cases, "-o", os.path.join(tmp, "seg_csv"), "--model", base, "--adapter-csv", csv,
                  "--device", "cpu", "--probabilities", "--no-qc"])
-        r4 = run(["segment", "-i", b[1][0], "-o", os.path.join(tmp, "seg_base1"), "--model", base, "--device", "cpu",
+        r4 = neuroseg(["segment", "-i", b[1][0], "-o", os.path.join(tmp, "seg_base1"), "--model", base, "--device", "cpu",
                   "--probabilities", "--no-qc"])
         pc0 = np.asanyarray(nib.load(os.path.join(tmp, "seg_csv", "b0_prob.nii.gz")).dataobj)
         pc1 = np.asanyarray(nib.load(os.path.join(tmp, "seg_csv", "b1_prob.nii.gz")).dataobj)
@@ -113,15 +102,15 @@ try:
               "--adapter-csv: the listed case gets its adapter, the other the base model")
     # bad input: another base's weights, unknown kind, targets matching nothing
     other = os.path.join(tmp, "other", "checkpoint_last.pt")
-    r = run(["segment", "-i", case, "-o", os.path.join(tmp, "seg_bad"), "--model", other, "--adapter",
+    r = neuroseg(["segment", "-i", case, "-o", os.path.join(tmp, "seg_bad"), "--model", other, "--adapter",
              os.path.join(run_dir, "adapter_last.nsa"), "--device", "cpu"])
     check(r.returncode != 0 and "other weights" in r.stderr and len(r.stderr.strip().splitlines()) == 1
           and not os.path.exists(os.path.join(tmp, "seg_bad", "b0_seg.nii.gz")),
           "an adapter made for other base weights: one-line error, no output: " + r.stderr.strip()[:160])
-    r = run(["finetune", "--model", base, "--adapter", "lora-x", "--config", os.path.join(tmp, "site_cfg.json"), "-o",
+    r = neuroseg(["finetune", "--model", base, "--adapter", "lora-x", "--config", os.path.join(tmp, "site_cfg.json"), "-o",
              os.path.join(tmp, "bad1")])
     check(r.returncode != 0 and "unknown adapter" in r.stderr, "unknown adapter kind: " + r.stderr.strip()[:120])
-    r = run(["finetune", "--model", base, "--target", "nothing*", "--config", os.path.join(tmp, "site_cfg.json"), "-o",
+    r = neuroseg(["finetune", "--model", base, "--target", "nothing*", "--config", os.path.join(tmp, "site_cfg.json"), "-o",
              os.path.join(tmp, "bad2")])
     check(r.returncode != 0 and "matches no" in r.stderr and len(r.stderr.strip().splitlines()) == 1,
           "--target matching nothing: " + r.stderr.strip()[:160])
@@ -133,7 +122,7 @@ try:
         shutil.copy(img, targets)
     for method, extra in [("none", []), ("tent", []), ("entropy-kl", ["--overestimate", "1.2", "--size-power", "3"])]:
         out = os.path.join(tmp, f"adapted_{method}.pt")
-        r = run(["adapt", "--model", base, "-i", targets, "-o", out, "--method", method, "--iterations", "4", "--threads", "1"] + extra)
+        r = neuroseg(["adapt", "--model", base, "-i", targets, "-o", out, "--method", method, "--iterations", "4", "--threads", "1"] + extra)
         ok = r.returncode == 0 and os.path.exists(out)
         meta = json.loads(torch.load(out, weights_only=False)["meta"]) if ok else {}
         recorded = meta.get("training", {}).get("adaptation", {})
@@ -148,7 +137,7 @@ try:
     json.dump({"fractions": {n: (0.9 if v == 0 else 0.1 / (len(names) - 1)) for n, v in names}}, open(good, "w"))
     for extra, expect in [([], "whole volume"), (["--patch", "16", "16", "16"], [16, 16, 16])]:
         out = os.path.join(tmp, "adapted_prior.pt")
-        r = run(["adapt", "--model", base, "-i", targets, "-o", out, "--prior", good, "--iterations", "2", "--threads", "1"] + extra)
+        r = neuroseg(["adapt", "--model", base, "-i", targets, "-o", out, "--prior", good, "--iterations", "2", "--threads", "1"] + extra)
         meta = json.loads(torch.load(out, weights_only=False)["meta"]) if r.returncode == 0 else {}
         got = meta.get("training", {}).get("adaptation", {}).get("patch")
         check(got == expect, f"adapt --prior {' '.join(extra)}: adapts on {got} (expected {expect})" + ("" if r.returncode == 0 else r.stderr[-300:]))
@@ -158,28 +147,27 @@ try:
     tagged = os.path.join(tmp, "prior_tags.json")
     json.dump({"fractions": json.load(open(good))["fractions"], "slice_tags": {"axis": "k", "cases": tags}}, open(tagged, "w"))
     out = os.path.join(tmp, "adapted_tags.pt")
-    r = run(["adapt", "--model", base, "-i", targets, "-o", out, "--prior", tagged, "--iterations", "2", "--threads", "1"])
+    r = neuroseg(["adapt", "--model", base, "-i", targets, "-o", out, "--prior", tagged, "--iterations", "2", "--threads", "1"])
     meta = json.loads(torch.load(out, weights_only=False)["meta"]) if r.returncode == 0 else {}
     check(meta.get("training", {}).get("adaptation", {}).get("slice_tags") == "k" and "tagged slices" in r.stderr,
           "adapt --prior with slice tags along k: runs on tagged slices and records them" + ("" if r.returncode == 0 else r.stderr[-300:]))
     out = os.path.join(tmp, "adapted_tags_patch.pt")
-    r = run(["adapt", "--model", base, "-i", targets, "-o", out, "--prior", tagged, "--patch", "16", "16", "16", "--iterations", "2"])
+    r = neuroseg(["adapt", "--model", base, "-i", targets, "-o", out, "--prior", tagged, "--patch", "16", "16", "16", "--iterations", "2"])
     check(r.returncode != 0 and "drop --patch" in r.stderr and len(r.stderr.strip().splitlines()) == 1 and not os.path.exists(out),
           "slice tags with --patch: one-line error, no checkpoint: " + r.stderr.strip()[:160])
     first = os.path.basename(b[0][0])
     tags[first][fg[0]] = tags[first][fg[0]][:-1]
     json.dump({"fractions": json.load(open(good))["fractions"], "slice_tags": {"axis": "k", "cases": tags}}, open(tagged, "w"))
     out = os.path.join(tmp, "adapted_tags_bad.pt")
-    r = run(["adapt", "--model", base, "-i", targets, "-o", out, "--prior", tagged, "--iterations", "2", "--threads", "1"])
+    r = neuroseg(["adapt", "--model", base, "-i", targets, "-o", out, "--prior", tagged, "--iterations", "2", "--threads", "1"])
     check(r.returncode != 0 and "prior_tags.json" in r.stderr and "slice tags" in r.stderr and len(r.stderr.strip().splitlines()) == 1
           and not os.path.exists(out), "a case with one slice tag too few: one-line error naming the prior, no checkpoint: " + r.stderr.strip()[:160])
     prior = os.path.join(tmp, "prior.json")
     json.dump({"fractions": {"background": 0.9, "tumour": 0.1}}, open(prior, "w"))
     out = os.path.join(tmp, "adapted_bad.pt")
-    r = run(["adapt", "--model", base, "-i", targets, "-o", out, "--prior", prior, "--iterations", "2"])
+    r = neuroseg(["adapt", "--model", base, "-i", targets, "-o", out, "--prior", prior, "--iterations", "2"])
     check(r.returncode != 0 and ("tumour" in r.stderr or "ball" in r.stderr) and len(r.stderr.strip().splitlines()) == 1 and not os.path.exists(out),
           "a prior naming an unknown label: one-line error, no checkpoint: " + r.stderr.strip()[:160])
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
-print(f"{failures} failure(s)")
-sys.exit(1 if failures else 0)
+sys.exit(finish())

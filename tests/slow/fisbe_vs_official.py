@@ -29,21 +29,15 @@ import tomllib
 
 import numpy as np
 
-NEUROSEG = sys.argv[1]
+from _check import check, finish, neuroseg
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIX = os.path.join(HERE, "..", "fixtures", "fisbe")
 CASES = os.path.join(FIX, "cases")
-failures = 0
-
-
-def check(ok, what):
-    global failures
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    failures += not ok
 
 
 def run(*args):
-    return subprocess.run([NEUROSEG, "evaluate", "--benchmark", "fisbe", *args], capture_output=True, text=True)
+    return neuroseg(["evaluate", "--benchmark", "fisbe", *args])
 
 
 def close(a, b):
@@ -172,4 +166,4 @@ try:
         check(n == 11 and not problems, f"live official evaluator: {n} volumes, {problems[:5]}")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
-sys.exit(1 if failures else 0)
+sys.exit(finish())

@@ -20,14 +20,7 @@ import time
 import numpy as np
 import nibabel as nib
 
-NEUROSEG = sys.argv[1]
-failures = 0
-
-
-def check(cond, msg):
-    global failures
-    print(("ok   " if cond else "FAIL ") + msg)
-    failures += 0 if cond else 1
+from _check import NEUROSEG, check, finish
 
 
 def counts(stdout):
@@ -101,5 +94,4 @@ try:
               f"--shard {bad}: one-line error")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
-print(f"{failures} failure(s)")
-sys.exit(1 if failures else 0)
+sys.exit(finish())

@@ -18,7 +18,7 @@ import nibabel as nib
 from scipy import ndimage
 from skimage.morphology import skeletonize_3d
 
-OPS = sys.argv[2]
+from _check import BENCH_OPS as OPS, check, finish
 
 
 def tubes(rng, shape, walks, radius=(1.0, 3.0)):
@@ -50,7 +50,6 @@ def run_op(op, array, tmp):
 
 
 tmp = tempfile.mkdtemp(prefix="neuroseg_skeleton_")
-failures = 0
 try:
     rng = np.random.default_rng(0)
     brain = np.asanyarray(nib.load("/usr/share/mricron/templates/ch2bet.nii.gz").dataobj) > 0
@@ -68,9 +67,8 @@ try:
         ref = skeletonize_3d(mask.astype(np.uint8)) != 0
         ours, seconds = run_op("skeleton", mask.astype(np.uint8), tmp)
         ok = ours.shape == mask.shape and set(np.unique(ours)) <= {0, 1} and np.array_equal(ours != 0, ref)
-        print(("ok   " if ok else "FAIL ") + f"{name} {mask.shape}: {int(mask.sum())} voxels -> {int(ref.sum())} in the "
-              f"skeleton, {int(np.count_nonzero((ours != 0) != ref))} differ ({seconds:.3f} s)", flush=True)
-        failures += not ok
+        check(ok, f"{name} {mask.shape}: {int(mask.sum())} voxels -> {int(ref.sum())} in the "
+                  f"skeleton, {int(np.count_nonzero((ours != 0) != ref))} differ ({seconds:.3f} s)")
 
     # Instances that touch: thick tubes cut by a 3x3x3 grid of blocks, each piece a label.
     mask = tubes(rng, (60, 90, 80), walks=10, radius=(1.5, 3.5))
@@ -81,8 +79,7 @@ try:
     ours, _ = run_op("skeleton_labels", labels, tmp)
     bad = [v for v in values if not np.array_equal(ours == v, skeletonize_3d((labels == v).astype(np.uint8)) != 0)]
     ok = n > 1 and not bad and set(np.unique(ours)) <= set(values) | {0}
-    print(("ok   " if ok else "FAIL ") + f"skeleton_labels: {n} instances, {len(bad)} differ")
-    failures += not ok
+    check(ok, f"skeleton_labels: {n} instances, {len(bad)} differ")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
-sys.exit(1 if failures else 0)
+sys.exit(finish())

@@ -22,13 +22,13 @@ import subprocess
 import sys
 import tempfile
 
-NEUROSEG = sys.argv[1]
+from _check import check, finish, neuroseg
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "fixtures", "spider")
 NAMES = ["DiceScoreVertebrae", "DiceScoreDiscs", "DiceScoreSpinalCanal", "OveralDiceScore", "DetectionRateVertebrae",
          "DetectionRateDiscs", "ASDVertebrae", "ASDDiscs", "ASDSpinalCanal", "OveralASD"]
 TOL = 1e-6
-failures = []
 max_diff = 0.0
 
 
@@ -40,12 +40,6 @@ def same(got, want):
         return False
     max_diff = max(max_diff, abs(got - want))
     return abs(got - want) <= TOL
-
-
-def check(ok, what):
-    if not ok:
-        failures.append(what)
-        print("FAIL", what)
 
 
 def compare(got_aggregate, got_cases, expected, label):
@@ -62,7 +56,7 @@ def compare(got_aggregate, got_cases, expected, label):
 
 
 def run(*args):
-    return subprocess.run([NEUROSEG, *args], capture_output=True, text=True)
+    return neuroseg(args)
 
 
 def write_float_mha(path, values, dims):
@@ -175,6 +169,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-if failures:
-    raise SystemExit(f"{len(failures)} failure(s)")
-print("ok")
+sys.exit(finish())

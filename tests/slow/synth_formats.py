@@ -25,18 +25,7 @@ import zlib
 
 import numpy as np
 
-NEUROSEG = sys.argv[1]
-failures = []
-
-
-def check(cond, msg):
-    print(("ok   " if cond else "FAIL ") + msg)
-    if not cond:
-        failures.append(msg)
-
-
-def run(args, **kw):
-    return subprocess.run([NEUROSEG] + args, capture_output=True, text=True, **kw)
+from _check import check, finish, neuroseg
 
 
 # ---------------------------------------------------------------- readers of our own
@@ -119,7 +108,7 @@ tmp = tempfile.mkdtemp(prefix="neuroseg_synth_")
 try:
     # ------------------------------------------------------------ FISBe, blosc (default)
     out = os.path.join(tmp, "fisbe")
-    p = run(["synth", "fisbe", "-o", out, "--n", "3", "--seed", "4", "--partly", "--shape", "40", "96", "80"])
+    p = neuroseg(["synth", "fisbe", "-o", out, "--n", "3", "--seed", "4", "--partly", "--shape", "40", "96", "80"])
     check(p.returncode == 0, f"synth fisbe --partly runs ({p.stderr.strip()[-200:]})")
     names = [f"synth_s4_00{i}" for i in range(3)]
     check(sorted(os.listdir(out)) == sorted([n + ".zarr" for n in names] + ["sample_list_per_split.txt"]),
@@ -149,7 +138,7 @@ try:
 
     # ------------------------------------------------------------ zlib + numpy reader, determinism
     outz = os.path.join(tmp, "fisbe_zlib")
-    p = run(["synth", "fisbe", "-o", outz, "--n", "3", "--seed", "4", "--partly", "--shape", "40", "96", "80",
+    p = neuroseg(["synth", "fisbe", "-o", outz, "--n", "3", "--seed", "4", "--partly", "--shape", "40", "96", "80",
              "--zarr-compressor", "zlib", "--threads", "1"])
     check(p.returncode == 0, "synth fisbe --zarr-compressor zlib --threads 1 runs")
     for name in names:
@@ -162,15 +151,15 @@ try:
             check(np.array_equal(got[0], raw_z) and np.array_equal(got[1], gt_z),
                   f"{name}: blosc (default threads) and zlib (1 thread) hold the same voxels")
     again = os.path.join(tmp, "fisbe_again")
-    run(["synth", "fisbe", "-o", again, "--n", "3", "--seed", "4", "--partly", "--shape", "40", "96", "80"])
+    neuroseg(["synth", "fisbe", "-o", again, "--n", "3", "--seed", "4", "--partly", "--shape", "40", "96", "80"])
     check(tree_digest(again) == tree_digest(out), "same seed, same bytes (every file)")
     other = os.path.join(tmp, "fisbe_other")
-    run(["synth", "fisbe", "-o", other, "--n", "1", "--seed", "5", "--shape", "40", "96", "80"])
+    neuroseg(["synth", "fisbe", "-o", other, "--n", "1", "--seed", "5", "--shape", "40", "96", "80"])
     a = read_zarr_numpy  # noqa: F841 (readability)
     check(tree_digest(os.path.join(other, "synth_s5_000.zarr")) != tree_digest(os.path.join(out, names[0] + ".zarr")),
           "another seed, other bytes")
     full = os.path.join(tmp, "fisbe_full")
-    run(["synth", "fisbe", "-o", full, "--n", "1", "--seed", "4", "--shape", "40", "96", "80", "--zarr-compressor", "zlib"])
+    neuroseg(["synth", "fisbe", "-o", full, "--n", "1", "--seed", "4", "--shape", "40", "96", "80", "--zarr-compressor", "zlib"])
     raw_full = read_zarr_numpy(os.path.join(full, names[0] + ".zarr", "volumes", "raw"))
     gt_full = read_zarr_numpy(os.path.join(full, names[0] + ".zarr", "volumes", "gt_instances"))
     raw_part = read_zarr_numpy(os.path.join(outz, names[0] + ".zarr", "volumes", "raw"))
@@ -185,7 +174,7 @@ try:
 
     # ------------------------------------------------------------ SPIDER spine .mha
     spine = os.path.join(tmp, "spine")
-    p = run(["synth", "spine", "-o", spine, "--n", "2", "--seed", "1"])
+    p = neuroseg(["synth", "spine", "-o", spine, "--n", "2", "--seed", "1"])
     check(p.returncode == 0, f"synth spine runs ({p.stderr.strip()[-200:]})")
     check(sorted(os.listdir(os.path.join(spine, "images"))) == ["1_t1.mha", "1_t2.mha", "2_t1.mha", "2_t2.mha"], "SPIDER file names")
     for cid in ["1", "2"]:
@@ -219,12 +208,12 @@ try:
         v, c = (m1 >= 1) & (m1 < 100), m1 == 100
         check(t1[v].mean() > 1.5 * t1[c].mean() and t2[c].mean() > 1.5 * t2[v].mean(),
               f"case {cid}: T1 marrow > CSF ({t1[v].mean():.0f} > {t1[c].mean():.0f}), T2 CSF > marrow ({t2[c].mean():.0f} > {t2[v].mean():.0f})")
-    p = run(["info", os.path.join(spine, "images", "1_t1.mha")])
+    p = neuroseg(["info", os.path.join(spine, "images", "1_t1.mha")])
     check("RPI" in p.stdout or "RP" in p.stdout, "neuroseg info reads it (orientation " + p.stdout.split("orientation")[-1].split("\n")[0].strip() + ")")
 
     # ------------------------------------------------------------ bad input
     def expect_error(args, problem, output):
-        q = run(args)
+        q = neuroseg(args)
         lines = [l for l in q.stderr.splitlines() if l.strip()]
         ok = q.returncode != 0 and len(lines) == 1 and problem in lines[0] and not os.path.exists(output)
         check(ok, f"[{' '.join(args[1:3])} ...] fails with one line: {q.stderr.strip()}")
@@ -239,7 +228,7 @@ try:
     if os.environ.get("NEUROSEG_SYNTH_SKIP_BIG") != "1":
         big = os.path.join(tmp, "big")
         t0 = time.time()
-        p = run(["synth", "fisbe", "-o", big, "--n", "1", "--seed", "0", "--shape", "400", "690", "690"])
+        p = neuroseg(["synth", "fisbe", "-o", big, "--n", "1", "--seed", "0", "--shape", "400", "690", "690"])
         wall = time.time() - t0
         check(p.returncode == 0, f"FISBe-sized volume (400 x 690 x 690): {wall:.1f} s wall in all; {p.stdout.strip()}")
         meta = json.load(open(os.path.join(big, "synth_s0_000.zarr", "volumes", "raw", ".zarray")))
@@ -248,7 +237,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-if failures:
-    print(f"{len(failures)} failures: {failures}")
-    sys.exit(1)
-print("all ok")
+sys.exit(finish())
