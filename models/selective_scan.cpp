@@ -209,8 +209,9 @@ ScanGradTensors selective_scan_backward_cuda(const ScanTensors& s, const at::Ten
   if (s.z.defined()) g.dz = at::empty({batch, dim, L}, w);
   g.dB = at::zeros({batch, G, N, L}, w);
   g.dC = at::zeros({batch, G, N, L}, w);
-  at::Tensor dA_rows = at::empty({batch, dim, N}, w), dD_rows = at::empty({batch, dim}, w);
-  at::Tensor dbias_rows = at::empty({batch, dim}, w);
+  // Zeroed: with L = 0 the kernel is not launched, and these gradients are 0 (as on the CPU).
+  at::Tensor dA_rows = at::zeros({batch, dim, N}, w), dD_rows = at::zeros({batch, dim}, w);
+  at::Tensor dbias_rows = at::zeros({batch, dim}, w);
   at::Tensor scratch = at::empty({batch * dim * scan_backward_scratch(L, N)}, w);
   check_launch(launch_selective_scan_backward(
       launch_args(s), dout.data_ptr(), dlast.defined() ? dlast.data_ptr() : nullptr, g.du.data_ptr(),

@@ -185,12 +185,15 @@ cudaError_t forward(const ScanLaunch& a, void* out, void* last_state, void* work
   const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(chunks));
   W* agg = static_cast<W*>(workspace);
   W* carry = agg + rows * chunks * a.dstate * 2;
-  if (chunks > 1) {
+  // Chunks hand their end state on (N > 0 only: with no state there is nothing to carry,
+  // and a carry launch over rows x 0 states would have 0 blocks, an invalid configuration).
+  const bool carried = chunks > 1 && a.dstate > 0;
+  if (carried) {
     chunk_kernel<T, W, false><<<grid, kThreads, 0, stream>>>(p, agg, nullptr, nullptr, nullptr);
     const int64_t n = rows * a.dstate;
     carry_kernel<W><<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream>>>(agg, carry, rows, chunks, a.dstate);
   }
-  chunk_kernel<T, W, true><<<grid, kThreads, 0, stream>>>(p, nullptr, chunks > 1 ? carry : nullptr, static_cast<T*>(out),
+  chunk_kernel<T, W, true><<<grid, kThreads, 0, stream>>>(p, nullptr, carried ? carry : nullptr, static_cast<T*>(out),
                                                           static_cast<W*>(last_state));
   return cudaGetLastError();
 }

@@ -97,6 +97,28 @@ TEST_SUITE("gpu_selective_scan") {
     }
   }
 
+  TEST_CASE("empty sizes: L = 0 (forward and backward) and N = 0 over several chunks equal the CPU") {
+    at::manual_seed(14);
+    // L = 0: the backward must still write A's, D's and delta_bias's (zero) gradients; N = 0
+    // with L > 1024 has several chunks but no state to carry between them.
+    for (const Case& c : {Case{2, 3, 0, 4, 0}, Case{1, 3, 2000, 0, 0}}) {
+      CAPTURE(c.L);
+      auto x = inputs(c, at::kDouble);
+      for (auto& t : x) t.set_requires_grad(true);
+      const auto cpu_out = scan(x).out;
+      const auto cpu = torch::autograd::grad({cpu_out.sum()}, x);
+      std::vector<at::Tensor> xg;
+      for (const auto& t : x) xg.push_back(t.detach().cuda().set_requires_grad(true));
+      const auto gpu_out = scan(xg).out;
+      CHECK(at::allclose(gpu_out.cpu(), cpu_out, 1e-10, 1e-10));
+      const auto gpu = torch::autograd::grad({gpu_out.sum()}, xg);
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        CAPTURE(i);
+        CHECK(at::allclose(gpu[i].cpu(), cpu[i], 1e-8, 1e-8));
+      }
+    }
+  }
+
   TEST_CASE("segmamba and umamba_bot: CUDA equals CPU; fp16 autocast forward and backward are finite") {
     at::manual_seed(14);
     for (const auto& [name, args] : std::vector<std::pair<std::string, nlohmann::json>>{

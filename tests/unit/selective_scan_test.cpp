@@ -167,6 +167,22 @@ TEST_SUITE("models_selective_scan") {
     for (std::size_t i = 0; i < ours.size(); ++i) CHECK(at::allclose(ours[i], ref[i], 1e-9, 1e-9));
   }
 
+  TEST_CASE("empty sizes: no time steps (L = 0), no state (N = 0) over several chunks") {
+    at::manual_seed(9);
+    // L = 0: an empty output, a zero state, and zero gradients (none of A, D, delta_bias acts).
+    Inputs x = random_inputs(2, 3, 0, 4, 0, at::kDouble);
+    std::vector<at::Tensor> inputs;
+    for (at::Tensor* p : {&x.u, &x.delta, &x.A, &x.B, &x.C, &x.D, &x.z, &x.bias}) inputs.push_back(p->set_requires_grad(true));
+    const auto r = run(x);
+    CHECK(r.out.numel() == 0);
+    CHECK(r.last_state.abs().sum().item<double>() == 0.0);
+    for (const at::Tensor& g : torch::autograd::grad({r.out.sum()}, inputs)) CHECK(g.abs().sum().item<double>() == 0.0);
+    // N = 0, L above one forward chunk: out = (D u) gated by silu(z), as the naive loop.
+    const Inputs y = random_inputs(1, 3, 2000, 0, 0, at::kDouble);
+    const auto n = models::detail::selective_scan_naive(y.u, y.delta, y.A, y.B, y.C, y.D, y.z, y.bias, true);
+    CHECK(at::allclose(run(y).out, n.out, 1e-12, 1e-12));
+  }
+
   TEST_CASE("fp16 and bf16: fp32 state, output in the input dtype, finite over long sequences") {
     at::manual_seed(6);
     for (at::ScalarType t : {at::kHalf, at::kBFloat16}) {
