@@ -26,6 +26,9 @@ mode="${1:-}"
 # (nibabel 5.3 rather than Debian's 5.0: the device's numpy is 2.x.)
 peer_wheels=(connected-components-3d==4.1.1 monai==1.6.1 surface-distance==0.1 nibabel==5.3.2)
 
+# The mricron-data volumes that tests/gpu and the CUDA benchmarks read.
+templates=(aal.nii.gz ch2bet.nii.gz)
+
 # C and C++ runtime libraries: the device's are newer and backward compatible.
 is_runtime() {
   case "$1" in
@@ -52,11 +55,14 @@ pack() {
     is_runtime "$lib" || cp -L "$lib" "$kit/stage/lib/"
   done
   echo "$root" > "$kit/stage/bin/source_dir"
+  # Real volumes the gpu tests and benchmarks read from Debian's mricron-data.
+  mkdir -p "$kit/stage/templates"
+  cp "${templates[@]/#//usr/share/mricron/templates/}" "$kit/stage/templates/"
   .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d "$kit/stage/wheels" "${peer_wheels[@]}"
   # xz: 26 MB against gzip's 35 (the working tree travels in the same 64 MiB).
-  tar cf - -C "$kit/stage" bin lib wheels | xz -9 -T0 > "$kit/kit.tar.xz"
+  tar cf - -C "$kit/stage" bin lib wheels templates | xz -9 -T0 > "$kit/kit.tar.xz"
   grep -qx '/.device/' "$root/.gitignore" 2>/dev/null || echo '/.device/' >> "$root/.gitignore"
   rm -rf "$kit/stage"
   echo "device_kit: $(du -h "$kit/kit.tar.xz" | cut -f1) in .device/kit.tar.xz; the working tree travels too (64 MiB in all)"
@@ -86,6 +92,10 @@ run() {
   if [ "$built_at" != "$root" ] && [ ! -e "$built_at" ]; then
     mkdir -p "$(dirname "$built_at")" && ln -s "$root" "$built_at"
   fi
+  mkdir -p /usr/share/mricron/templates
+  for f in "$stage"/templates/*; do
+    [ -e "/usr/share/mricron/templates/$(basename "$f")" ] || cp "$f" /usr/share/mricron/templates/
+  done
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/neuroseg_site \
     "$stage"/wheels/*.whl || echo "device_kit: the peers' wheels did not install (benchmarks will say which is missing)"
   export PYTHONPATH="/tmp/neuroseg_site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -94,6 +104,8 @@ run() {
   local status=0
   # The gpu-labelled tests: every CUDA op against its CPU twin.
   build/tests/neuroseg_tests_gpu 2>&1 | tee "$out/gpu_tests.txt" || status=1
+  # Here a skip is a failure: the binary found no GPU.
+  if grep -q "SKIP: no CUDA" "$out/gpu_tests.txt"; then echo "device_kit: the gpu tests found no CUDA device"; status=1; fi
   # The CUDA benchmarks, each side by side with its peer in the same script.
   for bench in "cc_bench.py --device cuda --sizes 128 256 --threads 2 --connectivity 26 --no-scipy" \
                "edt_bench.py --device cuda --sizes 64 128 256 --repeats 5" \
