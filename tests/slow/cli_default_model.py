@@ -7,7 +7,6 @@ usage: cli_default_model.py path/to/neuroseg
 """
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -15,26 +14,23 @@ import time
 import numpy as np
 import nibabel as nib
 
-NEUROSEG = sys.argv[1]
+from _check import check, finish, neuroseg
+
 T = "/usr/share/mricron/templates/"
 tmp = tempfile.mkdtemp(prefix="neuroseg_default_")
 try:
     t0 = time.perf_counter()
-    p = subprocess.run([NEUROSEG, "segment", "-i", T + "ch2.nii.gz", "-o", tmp, "--device", "cpu"], capture_output=True, text=True)
+    p = neuroseg(["segment", "-i", T + "ch2.nii.gz", "-o", tmp, "--device", "cpu"], must_succeed=True)
     seconds = time.perf_counter() - t0
     print(p.stdout.strip())
-    if p.returncode != 0:
-        print(p.stderr)
-        sys.exit(1)
     seg = nib.load(os.path.join(tmp, "ch2_seg.nii.gz"))
     ref_img = nib.load(T + "ch2.nii.gz")
     mask = np.asanyarray(nib.load(T + "ch2bet.nii.gz").dataobj) > 0
     pred = np.asanyarray(seg.dataobj) > 0
     dice = 2.0 * (pred & mask).sum() / (pred.sum() + mask.sum())
     ok_grid = seg.shape == ref_img.shape and np.allclose(seg.affine, ref_img.affine, atol=1e-6)
-    print(f"default model on ch2: Dice {dice:.4f} vs ch2bet > 0, grid {'equal' if ok_grid else 'DIFFERENT'}, {seconds:.1f} s wall")
-    if dice < 0.95 or not ok_grid:
-        sys.exit(1)
-    print("default model check passed")
+    check(dice >= 0.95, f"default model on ch2: Dice {dice:.4f} vs ch2bet > 0 ({seconds:.1f} s wall)")
+    check(ok_grid, "the segmentation has ch2's grid")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
+sys.exit(finish())

@@ -23,10 +23,10 @@ from scipy import ndimage
 from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance, compute_surface_dice
 
 warnings.filterwarnings("ignore")
-NEUROSEG = sys.argv[1]
+from _check import NEUROSEG, check, finish
+
 TEMPLATES = "/usr/share/mricron/templates"
 TOL = 1.5  # NSD tolerance in mm
-failures = 0
 
 
 def monai_surface(pred, ref, spacing):
@@ -59,12 +59,10 @@ def same(a, b):
     return abs(a - b) <= 1e-5 * max(1.0, abs(b))
 
 
-def check(case, label, got, want):
-    global failures
-    for k, v in want.items():
-        if not same(got[k], v):
-            failures += 1
-            print(f"FAIL {case} label {label} {k}: neuroseg {got[k]!r} expected {v!r}")
+def compare(case, label, got, want):
+    """One check per (case, label): every metric of `want` equals neuroseg's."""
+    wrong = [f"{k}: neuroseg {got[k]!r} expected {v!r}" for k, v in want.items() if not same(got[k], v)]
+    check(not wrong, f"{case} label {label}: {len(want)} metrics" + ("; " + "; ".join(wrong) if wrong else ""))
 
 
 tmp = tempfile.mkdtemp(prefix="neuroseg_eval_")
@@ -122,22 +120,18 @@ try:
         for l in all_labels:
             want = expected_overlap(p == l, r == l)
             want.update(monai_surface(p == l, r == l, spacing))
-            check(name, l, per_case[name][str(l)], want)
+            compare(name, l, per_case[name][str(l)], want)
             checked += 1
     # Aggregates: NaN left out of the mean (label 3 has NaN Dice? no: Dice 0; recall NaN where the reference lacks it).
     recall3 = [c["3"]["recall"] for c in per_case.values()]
-    if not all(math.isnan(v) for v in recall3) or not math.isnan(summary["mean"]["3"]["recall"]):
-        failures += 1
-        print("FAIL label 3 recall should be NaN everywhere and in the mean")
+    check(all(math.isnan(v) for v in recall3) and math.isnan(summary["mean"]["3"]["recall"]),
+          "label 3: recall NaN in every case and in the mean")
     dice1 = [per_case[n]["1"]["Dice"] for n in per_case if not math.isnan(per_case[n]["1"]["Dice"])]
-    if not same(summary["mean"]["1"]["Dice"], float(np.mean(dice1))):
-        failures += 1
-        print("FAIL mean Dice of label 1", summary["mean"]["1"]["Dice"], np.mean(dice1))
+    check(same(summary["mean"]["1"]["Dice"], float(np.mean(dice1))),
+          f"label 1: mean Dice {summary['mean']['1']['Dice']} = {np.mean(dice1)}")
     csv_lines = open(out.replace(".json", ".csv")).read().splitlines()
-    if len(csv_lines) != 1 + sum(len(c) for c in per_case.values()):
-        failures += 1
-        print("FAIL CSV rows", len(csv_lines))
-    print(f"{checked} (case, label) pairs checked against MONAI and the nnU-Net formulas, {failures} failure(s)")
+    check(len(csv_lines) == 1 + sum(len(c) for c in per_case.values()), f"CSV: {len(csv_lines)} lines")
+    print(f"{checked} (case, label) pairs checked against MONAI and the nnU-Net formulas")
 
     # Bad input: a missing prediction and a geometry mismatch are reported, the rest evaluated, exit 1.
     os.remove(os.path.join(pred_dir, "identical_seg.nii.gz"))
@@ -147,9 +141,7 @@ try:
     s2 = json.load(open(out2))
     ok = (run.returncode == 1 and "no prediction for case 'identical'" in run.stderr and "single_voxels_seg.nii.gz" in run.stderr
           and len(s2["metric_per_case"]) == 3 and len(s2["failed"]) == 1)
-    if not ok:
-        failures += 1
-        print("FAIL bad-input run:", run.returncode, run.stderr, len(s2["metric_per_case"]))
+    check(ok, f"bad input: exit {run.returncode}, {len(s2['metric_per_case'])} cases evaluated; {run.stderr.strip()}")
     # clDice on request: against skimage skeletons and the clDice formula (Shit et al. 2021).
     from skimage.morphology import skeletonize_3d
     out3 = os.path.join(tmp, "results3", "summary.json")
@@ -168,23 +160,18 @@ try:
         tprec = np.sum(sp_ & (r == l)) / np.sum(sp_) if np.sum(sp_) else 0.0
         tsens = np.sum(sr_ & (p == l)) / np.sum(sr_) if np.sum(sr_) else 0.0
         want = 2 * tprec * tsens / (tprec + tsens) if tprec + tsens else 0.0
-        if not same(got[str(l)]["clDice"], want) or "HD95" in got[str(l)]:
-            failures += 1
-            print("FAIL clDice", l, got[str(l)], want)
+        check(same(got[str(l)]["clDice"], want) and "HD95" not in got[str(l)],
+              f"clDice label {l}: {got[str(l)]} expected {want}")
     run = subprocess.run([NEUROSEG, "evaluate", "-p", os.path.join(pred_dir, "random_aniso_seg.nii.gz"), "-r",
                           os.path.join(ref_dir, "random_aniso.nii.gz"), "-o", out3, "--labels", "1,3"],
                          capture_output=True, text=True)
-    if run.returncode != 0 or "label 3 is in no reference" not in run.stderr:
-        failures += 1
-        print("FAIL --labels warning:", run.returncode, run.stderr)
+    check(run.returncode == 0 and "label 3 is in no reference" in run.stderr,
+          f"--labels: a label in no reference is warned about (exit {run.returncode}; {run.stderr.strip()})")
     run = subprocess.run([NEUROSEG, "evaluate", "-p", pred_dir, "-r", ref_dir, "-o", out2, "--metrics", "dice,hd96"],
                          capture_output=True, text=True)
-    if run.returncode == 0 or "unknown metric 'hd96'" not in run.stderr or len(run.stderr.strip().splitlines()) != 1:
-        failures += 1
-        print("FAIL unknown metric:", run.returncode, run.stderr)
+    check(run.returncode != 0 and "unknown metric 'hd96'" in run.stderr and len(run.stderr.strip().splitlines()) == 1,
+          f"an unknown metric is one line (exit {run.returncode}; {run.stderr.strip()})")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-if failures:
-    raise SystemExit(f"{failures} failure(s)")
-print("ok")
+sys.exit(finish())

@@ -25,9 +25,9 @@ from scipy import ndimage
 import surface_distance as sd
 
 warnings.filterwarnings("ignore")
-NEUROSEG = sys.argv[1]
+from _check import NEUROSEG, check, finish
+
 TOL = 1.5
-failures = 0
 
 
 def deepmind(pred, ref, spacing):
@@ -100,12 +100,10 @@ try:
         for l in (1, 2, 3, 9, 37):
             want = deepmind(p == l, r == l, spacing)
             got = per_case[name][str(l)]
-            for k, v in want.items():
-                if not same(got[k], v):
-                    failures += 1
-                    print(f"FAIL {name} label {l} {k}: neuroseg {got[k]!r} surface-distance {v!r}")
+            wrong = [f"{k}: neuroseg {got[k]!r} surface-distance {v!r}" for k, v in want.items() if not same(got[k], v)]
+            check(not wrong, f"{name} label {l}: {len(want)} metrics" + ("; " + "; ".join(wrong) if wrong else ""))
             checked += 1
-    print(f"{checked} (case, label) pairs checked against DeepMind's surface-distance package, {failures} failure(s)")
+    print(f"{checked} (case, label) pairs checked against DeepMind's surface-distance package")
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
-sys.exit(1 if failures else 0)
+sys.exit(finish())
