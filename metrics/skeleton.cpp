@@ -10,6 +10,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -356,9 +357,9 @@ class Thinner {
     return s == 0 ? lo : (lo >> s) | (load(fg() + w + 1) << (64 - s));
   }
 
-  // The bit image's words and their summary are read by the collecting thread while the
-  // re-checking one clears bits of other planes in the same words (a word can straddle two
-  // planes): relaxed atomic accesses, plain moves on x86. Only the re-checker writes.
+  // With two threads (run_passes_wavefront), a word of the bit image or of its summary that
+  // straddles two planes can be read by one thread while the other clears bits of the other
+  // plane in it: relaxed atomic accesses, plain moves on x86. The two never write one word.
   static uint64_t load(const uint64_t* word) { return __atomic_load_n(word, __ATOMIC_RELAXED); }
   static void store(uint64_t* word, uint64_t value) { __atomic_store_n(word, value, __ATOMIC_RELAXED); }
 
@@ -558,14 +559,20 @@ class Thinner {
     };
     // An exception (a failed allocation) in either thread stops both and is rethrown here.
     std::exception_ptr helper_error;
-    std::thread helper([&] {
-      try {
-        worker(1);
-      } catch (...) {
-        helper_error = std::current_exception();
-        stop.store(true, std::memory_order_relaxed);
-      }
-    });
+    std::thread helper;
+    try {
+      helper = std::thread([&] {
+        try {
+          worker(1);
+        } catch (...) {
+          helper_error = std::current_exception();
+          stop.store(true, std::memory_order_relaxed);
+        }
+      });
+    } catch (const std::system_error&) {  // no thread to be had: the same passes on this one
+      run_passes<kPext>(directions);
+      return;
+    }
     try {
       worker(0);
     } catch (...) {

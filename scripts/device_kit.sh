@@ -17,7 +17,7 @@
 # The binaries have this checkout's paths compiled in (test fixtures, scratch folder), so
 # `run` links the checkout there to the same path when it differs.
 set -euo pipefail
-stage=""
+stage="" libs=""
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 kit="$root/.device"
 mode="${1:-}"
@@ -41,7 +41,9 @@ torch_lib_of() { "$1" -c 'import os, torch; print(os.path.join(os.path.dirname(t
 pack() {
   cd "$root"
   [ -x build/neuroseg ] || { echo "device_kit: run scripts/setup.sh first (no build/neuroseg)" >&2; exit 1; }
-  cmake --build build --target neuroseg_cli neuroseg_tests_gpu neuroseg_bench_ops >/dev/null
+  mkdir -p "$kit"
+  cmake --build build --target neuroseg_cli neuroseg_tests_gpu neuroseg_bench_ops > "$kit/build.log" 2>&1 ||
+    { tail -30 "$kit/build.log" >&2; echo "device_kit: the build failed (.device/build.log)" >&2; exit 1; }
   rm -rf "$kit/stage" && mkdir -p "$kit/stage/bin" "$kit/stage/lib" "$kit/stage/wheels"
   cp build/neuroseg build/tests/neuroseg_tests_gpu build/bench/neuroseg_bench_ops "$kit/stage/bin/"
   local torch_lib
@@ -68,29 +70,38 @@ pack() {
   echo "device_kit: $(du -h "$kit/kit.tar.xz" | cut -f1) in .device/kit.tar.xz; the working tree travels too (64 MiB in all)"
 }
 
-# Unpacks the kit into build/ (where the benchmarks look for the binaries) and sets the
-# library path; $1: the torch library folder to use.
+# Unpacks the kit and puts a launcher for each binary where the benchmarks and ctest look
+# (build/...): it sets the library path for that binary only, so that the kit's Debian
+# libraries never reach the device's own python3 (its pyexpat needs its newer libexpat).
+# $1: the torch library folder to use; $2: the folder that gets the launchers (build/ there).
 unpack() {
   [ -f "$kit/kit.tar.xz" ] || { echo "device_kit: no .device/kit.tar.xz (run 'pack' first)" >&2; exit 1; }
   stage="${TMPDIR:-/tmp}/neuroseg_kit"  # not under .device, which travels
   rm -rf "$stage" && mkdir -p "$stage" && tar xJf "$kit/kit.tar.xz" -C "$stage"
-  mkdir -p "$root/build/tests" "$root/build/bench"
-  cp "$stage/bin/neuroseg" "$root/build/neuroseg"
-  cp "$stage/bin/neuroseg_tests_gpu" "$root/build/tests/"
-  cp "$stage/bin/neuroseg_bench_ops" "$root/build/bench/"
-  export LD_LIBRARY_PATH="$stage/lib:$1${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  libs="$stage/lib:$1"
+  mkdir -p "$2/tests" "$2/bench"
+  for target in neuroseg tests/neuroseg_tests_gpu bench/neuroseg_bench_ops; do
+    rm -f "$2/$target"
+    printf '#!/bin/sh\nLD_LIBRARY_PATH="%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" exec "%s" "$@"\n' \
+      "$libs" "$stage/bin/$(basename "$target")" > "$2/$target"
+    chmod +x "$2/$target"
+  done
 }
 
 run() {
   cd "$root"
   local out="${OUT:-$kit/out}"
   mkdir -p "$out"
-  unpack "$(torch_lib_of python3)"
+  unpack "$(torch_lib_of python3)" "$root/build"
   # The compiled-in source path (fixtures, scratch folder) must lead to this checkout.
   local built_at
   built_at="$(cat "$stage/bin/source_dir")"
-  if [ "$built_at" != "$root" ] && [ ! -e "$built_at" ]; then
-    mkdir -p "$(dirname "$built_at")" && ln -s "$root" "$built_at"
+  if [ "$built_at" != "$root" ]; then
+    if [ ! -e "$built_at" ]; then
+      mkdir -p "$(dirname "$built_at")" && ln -s "$root" "$built_at"
+    elif [ "$(cd "$built_at" && pwd -P)" != "$(cd "$root" && pwd -P)" ]; then
+      echo "device_kit: $built_at exists and is not this checkout: the tests' fixtures may be the wrong ones"
+    fi
   fi
   mkdir -p /usr/share/mricron/templates
   for f in "$stage"/templates/*; do
@@ -103,7 +114,8 @@ run() {
     > "$out/machine.txt" 2>&1 || true
   local status=0
   # The gpu-labelled tests: every CUDA op against its CPU twin.
-  build/tests/neuroseg_tests_gpu 2>&1 | tee "$out/gpu_tests.txt" || status=1
+  # (NCCL on loopback for the distributed test; a hang must not take the benchmarks' time.)
+  NCCL_SOCKET_IFNAME=lo timeout 240 build/tests/neuroseg_tests_gpu 2>&1 | tee "$out/gpu_tests.txt" || status=1
   # Here a skip is a failure: the binary found no GPU.
   if grep -q "SKIP: no CUDA" "$out/gpu_tests.txt"; then echo "device_kit: the gpu tests found no CUDA device"; status=1; fi
   # The CUDA benchmarks, each side by side with its peer in the same script.
@@ -124,17 +136,17 @@ check() {
   cd "$root"
   local torch_lib
   torch_lib="$(torch_lib_of .venv/bin/python)"
-  unpack "$torch_lib"
+  unpack "$torch_lib" "${TMPDIR:-/tmp}/neuroseg_kit_launchers"  # this checkout's build/ stays as it is
   local missing=0
   for b in "$stage"/bin/neuroseg*; do
     while read -r lib; do
       case "$lib" in "$stage/lib"/*|"$torch_lib"/*) continue ;; esac
       is_runtime "$lib" || { echo "device_kit: $(basename "$b") needs $lib, which the kit lacks" >&2; missing=1; }
-    done < <(ldd "$b" | awk '$2 == "=>" {print ($3 ~ /^\// ? $3 : $1 " (not found)")}')
+    done < <(LD_LIBRARY_PATH="$libs" ldd "$b" | awk '$2 == "=>" {print ($3 ~ /^\// ? $3 : $1 " (not found)")}')
   done
   [ "$missing" = 0 ] || exit 1
-  build/neuroseg --version
-  build/tests/neuroseg_tests_gpu | tail -1
+  "${TMPDIR:-/tmp}/neuroseg_kit_launchers/neuroseg" --version
+  "${TMPDIR:-/tmp}/neuroseg_kit_launchers/tests/neuroseg_tests_gpu" | tail -1
 }
 
 case "$mode" in

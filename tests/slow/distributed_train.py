@@ -36,7 +36,7 @@ def weights(ckpt):
 
 
 def run(args, env=None):
-    return neuroseg(args, env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
+    return neuroseg(args, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
 
 
 tmp = tempfile.mkdtemp(prefix="neuroseg_dist_")
