@@ -4,7 +4,8 @@
 // counter read without acquire is reported and fails the test (TSAN_OPTIONS=halt_on_error=1).
 // The bit image's words are relaxed atomics, which TSan does not flag: the one-thread
 // comparison below (and the unit test) covers them. Mutants reported here: pass k + 1 one
-// plane closer to pass k; a relaxed load of the other thread's progress.
+// plane closer to pass k; a relaxed load of the other thread's progress; a plain OR into
+// the word the two halves share when encoding (36 x 100 x 21).
 #include <cstdio>
 #include <vector>
 
@@ -18,10 +19,14 @@ int main() {
   int failures = 0;
   // Dense blobs large enough for two threads (>= 32 k foreground voxels, >= 4 planes,
   // >= 2048 voxels per padded plane): depth 4, the smallest planes allowed, odd sizes.
-  for (const auto& shape : std::vector<std::vector<int64_t>>{{13, 131, 101}, {4, 256, 200}, {48, 46, 46}, {64, 64, 64}}) {
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{13, 131, 101}, {4, 256, 200}, {48, 46, 46}, {36, 100, 21}, {64, 64, 64}}) {
     at::Tensor noise = at::rand(shape, at::kFloat).unsqueeze(0).unsqueeze(0);
     noise = at::avg_pool3d(noise, {3, 3, 3}, {1, 1, 1}, {1, 1, 1});
-    const at::Tensor mask = (noise[0][0] > 0.5).to(at::kByte);
+    at::Tensor mask = (noise[0][0] > 0.5).to(at::kByte);
+    // Full first and last rows in every plane: on the 36 x 100 x 21 crop the last voxel of
+    // one thread's half and the first of the other's then share a word of the bit image.
+    mask.select(1, 0).fill_(1);
+    mask.select(1, -1).fill_(1);
     at::set_num_threads(1);
     const at::Tensor one = neuroseg::metrics::skeletonize(mask);
     at::set_num_threads(2);

@@ -189,10 +189,14 @@ TEST_SUITE("metrics_skeleton") {
     const int previous = at::get_num_threads();
     at::manual_seed(5);
     for (const auto& shape :
-         std::vector<std::vector<int64_t>>{{13, 131, 101}, {4, 256, 200}, {24, 97, 110}, {48, 46, 46}}) {
+         std::vector<std::vector<int64_t>>{{13, 131, 101}, {4, 256, 200}, {24, 97, 110}, {48, 46, 46}, {36, 100, 21}}) {
       at::Tensor noise = at::rand(shape, at::kFloat).unsqueeze(0).unsqueeze(0);
       noise = at::avg_pool3d(noise, {3, 3, 3}, {1, 1, 1}, {1, 1, 1});
-      const at::Tensor mask = (noise[0][0] > 0.5).to(at::kByte);
+      at::Tensor mask = (noise[0][0] > 0.5).to(at::kByte);
+      // Full first and last rows in every plane: on the 36 x 100 x 21 crop (22 padded voxels
+      // a row) the two threads' halves then meet in one word of the bit image when encoding.
+      mask.select(1, 0).fill_(1);
+      mask.select(1, -1).fill_(1);
       // The conditions for two threads hold on the crop (the bounding box, padded by one).
       auto extent = [&](at::IntArrayRef other_dims) {
         const at::Tensor at_all = at::nonzero(mask.amax(other_dims)).flatten();
