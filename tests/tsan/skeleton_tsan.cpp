@@ -1,4 +1,4 @@
-// The two-thread skeleton (metrics/skeleton.cpp, Thinner::run_passes_wavefront) under
+// The two-thread skeleton (metrics/skeleton.cpp, Thinner::run_two_threads) under
 // ThreadSanitizer: this file and metrics/skeleton.cpp are built with -fsanitize=thread, so
 // an unordered access of the two threads to the column codes (plain bytes) or a progress
 // counter read without acquire is reported and fails the test (TSAN_OPTIONS=halt_on_error=1).
@@ -38,5 +38,19 @@ int main() {
                 same ? "agree" : "DIFFER");
     failures += !same;
   }
+  // A crop that starts the second thread (it fills half the planes) but holds fewer than
+  // 32 k foreground voxels, so the first thread thins alone.
+  at::Tensor noise = at::rand({40, 60, 60}, at::kFloat).unsqueeze(0).unsqueeze(0);
+  noise = at::avg_pool3d(noise, {3, 3, 3}, {1, 1, 1}, {1, 1, 1});
+  at::Tensor sparse = (noise[0][0] > 0.58).to(at::kByte);
+  sparse.select(0, 0).select(0, 0).fill_(1);
+  sparse.select(0, 39).select(0, 59).fill_(1);
+  at::set_num_threads(1);
+  const at::Tensor one = neuroseg::metrics::skeletonize(sparse);
+  at::set_num_threads(2);
+  const bool same = at::equal(one, neuroseg::metrics::skeletonize(sparse));
+  std::printf("40 x 60 x 60, %lld foreground (one thread thins): two threads %s\n",
+              static_cast<long long>(sparse.sum().item<int64_t>()), same ? "agree" : "DIFFER");
+  failures += !same;
   return failures == 0 ? 0 : 1;
 }

@@ -128,6 +128,26 @@ TEST_SUITE("metrics_skeleton") {
     CHECK(at::equal(metrics::skeletonize(one), (one != 0).to(at::kByte)));
   }
 
+  TEST_CASE("a line at every start and end of rows of 1 to 20 voxels stays whole (the crop's box)") {
+    // The box scan reads one-byte masks 8 voxels per load: lines that start or end at any
+    // offset within and around a word, in rows of any width, must not be cut by the crop.
+    int cases = 0, cut = 0;
+    for (int64_t w = 2; w <= 20; ++w)
+      for (int64_t x0 = 0; x0 + 1 < w; ++x0)
+        for (int64_t x1 = x0 + 1; x1 < w; ++x1)
+          for (const at::ScalarType dtype : {at::kByte, at::kBool, at::kChar, at::kShort}) {
+            at::Tensor line = at::zeros({3, 2, w}, at::kByte);
+            line[1][1].slice(0, x0, x1 + 1).fill_(1);
+            ++cases;
+            if (!at::equal(metrics::skeletonize(line.to(dtype)), line)) {
+              ++cut;
+              FAIL_CHECK("width " << w << ", line " << x0 << ".." << x1 << ", " << dtype);
+            }
+          }
+    CHECK(cases == 4 * 1330);
+    CHECK(cut == 0);
+  }
+
   TEST_CASE("topology: a torus stays a ring, separate objects stay separate") {
     // Torus of tube radius 3 around a circle of radius 9 in the (H, W) plane.
     const at::Tensor z = at::arange(15, at::kFloat).view({15, 1, 1}) - 7;
@@ -212,6 +232,24 @@ TEST_SUITE("metrics_skeleton") {
       CHECK(at::equal(one, two));
       CHECK(one.sum().item<int64_t>() > 0);
       CHECK(one.sum().item<int64_t>() < mask.sum().item<int64_t>() / 4);
+    }
+    // A crop large enough to start the second thread (it fills half the planes) but with
+    // fewer than 32 k foreground voxels: the first thread then thins alone. Sparse blobs all
+    // over, and blobs in the second thread's half only.
+    for (const int64_t lower_empty : {0, 20}) {
+      at::Tensor noise = at::rand({40, 60, 60}, at::kFloat).unsqueeze(0).unsqueeze(0);
+      noise = at::avg_pool3d(noise, {3, 3, 3}, {1, 1, 1}, {1, 1, 1});
+      at::Tensor mask = (noise[0][0] > 0.58).to(at::kByte);
+      mask.slice(0, 0, lower_empty).zero_();
+      mask.select(0, 0).select(0, 0).fill_(1);  // the box spans the whole volume
+      mask.select(0, 39).select(0, 59).fill_(1);
+      CHECK(mask.sum().item<int64_t>() < 32768);
+      CHECK(mask.sum().item<int64_t>() > 1000);
+      at::set_num_threads(1);
+      const at::Tensor one = metrics::skeletonize(mask);
+      at::set_num_threads(2);
+      CHECK(at::equal(one, metrics::skeletonize(mask)));
+      CHECK(one.sum().item<int64_t>() > 0);
     }
     at::set_num_threads(previous);
   }
