@@ -18,8 +18,9 @@ int main() {
   at::manual_seed(5);
   int failures = 0;
   // Dense blobs large enough for two threads (>= 32 k foreground voxels, >= 4 planes,
-  // >= 2048 voxels per padded plane): depth 4, the smallest planes allowed, odd sizes.
-  for (const auto& shape : std::vector<std::vector<int64_t>>{{13, 131, 101}, {4, 256, 200}, {48, 46, 46}, {36, 100, 21}, {64, 64, 64}}) {
+  // >= 2048 voxels per padded plane): depth 4, the smallest planes allowed, odd sizes, and
+  // planes wide enough for two passes in flight per thread (6 x 400 x 330).
+  for (const auto& shape : std::vector<std::vector<int64_t>>{{13, 131, 101}, {4, 256, 200}, {48, 46, 46}, {36, 100, 21}, {64, 64, 64}, {6, 400, 330}}) {
     at::Tensor noise = at::rand(shape, at::kFloat).unsqueeze(0).unsqueeze(0);
     noise = at::avg_pool3d(noise, {3, 3, 3}, {1, 1, 1}, {1, 1, 1});
     at::Tensor mask = (noise[0][0] > 0.5).to(at::kByte);

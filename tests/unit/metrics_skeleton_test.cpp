@@ -233,6 +233,19 @@ TEST_SUITE("metrics_skeleton") {
       CHECK(one.sum().item<int64_t>() > 0);
       CHECK(one.sum().item<int64_t>() < mask.sum().item<int64_t>() / 4);
     }
+    // Planes of >= 2^17 padded voxels: several passes in flight per thread (4 on one thread,
+    // 2 on each of two), so the two runs below interleave their passes differently.
+    {
+      at::Tensor noise = at::rand({6, 400, 330}, at::kFloat).unsqueeze(0).unsqueeze(0);
+      noise = at::avg_pool3d(noise, {3, 3, 3}, {1, 1, 1}, {1, 1, 1});
+      const at::Tensor mask = (noise[0][0] > 0.5).to(at::kByte);
+      at::set_num_threads(1);
+      const at::Tensor one = metrics::skeletonize(mask);
+      at::set_num_threads(2);
+      CHECK(at::equal(one, metrics::skeletonize(mask)));
+      CHECK(one.sum().item<int64_t>() > 0);
+      CHECK(one.sum().item<int64_t>() < mask.sum().item<int64_t>() / 4);
+    }
     // A crop large enough to start the second thread (it fills half the planes) but with
     // fewer than 32 k foreground voxels: the first thread then thins alone. Sparse blobs all
     // over, and blobs in the second thread's half only.
