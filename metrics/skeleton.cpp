@@ -62,13 +62,15 @@
 //    bit-identical in shared/specs/fisbe.md §2.2); the direction count follows the original
 //    depth, not the crop's. Buffers come zeroed from calloc, so the empty parts of a crop
 //    are never touched.
-//  - Two threads run alternate passes as a wavefront: pass k + 1 follows pass k two planes
-//    behind, so both sweep the volume at once, each on planes in its own cache
-//    (Thinner::run_two_threads); each first fills and encodes half the planes. The second
-//    thread persists between calls (SecondThread). Measured on 2 cores: 1.35-2x on dense
-//    blobs and the brain mask. Used from 32 k foreground voxels (tubes 64^3, 12 k, ran
-//    slower: a hand-over per plane and pass).
-//    skeletonize_labels thins instances in parallel instead.
+//  - Passes run as a wavefront: pass k + 1 follows pass k two planes behind
+//    (Thinner::run_passes). Two threads take alternate passes (or groups of passes), so
+//    both sweep the volume at once, each on planes in its own cache; each first fills and
+//    encodes half the planes (Thinner::run_two_threads), and the second thread persists
+//    between calls (SecondThread). Measured on 2 cores: 1.35-2x on dense blobs and the
+//    brain mask. Used from 32 k foreground voxels (tubes 64^3, 12 k, ran slower: a
+//    hand-over per plane and pass). skeletonize_labels thins instances in parallel instead.
+//    Where a plane is too large for a few to stay in a core's cache (512^3), one thread
+//    keeps several passes in flight, so one sweep through memory serves them all.
 //
 // A quirk kept for agreement: the re-check tests simplicity only, and "simple" includes a
 // voxel without foreground neighbours, so a remnant isolated earlier in the same pass is
@@ -654,9 +656,9 @@ class Thinner {
   // of passes run one after another. Passes go to the threads in groups of `depth`
   // (thread t runs groups t, t + threads, ...); a thread interleaves the steps of its
   // passes in flight, so one sweep over the volume does `depth` passes per thread: the
-  // planes of a pass are still in cache for the next (measured: 512^3 blobs on one thread
-  // 1.51 s with 4 passes at a time against 1.80 s with 1; 256^3, whose planes fit the
-  // cache anyway, 0.17 s against 0.21 s).
+  // planes of a pass are still in cache for the next (measured, blobs on one thread:
+  // 512^3 in 1.51 s with 4 passes at a time against 1.80 s with 1; but 256^3, whose planes
+  // fit the cache anyway, in 0.21 s with 4 against 0.17 s with 1: pass_depth).
   // With two threads a pass waits on the other thread's progress only at the start of a
   // group; the threads write planes at least 3 apart (run() requires >= 2048 voxels per
   // plane, so no word of the bit image or its summary is written by both), but a word one
