@@ -19,6 +19,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <unistd.h>
+
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -329,26 +331,21 @@ void spin_until(Done&& done) {
 // hand-overs.
 class SecondThread {
  public:
-  SecondThread() : thread_([this] { loop(); }) {}
-  ~SecondThread() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      quit_ = true;
-    }
-    wake_.notify_one();
-    thread_.join();
-  }
+  SecondThread() : pid_(getpid()), thread_([this] { loop(); }) {}
 
-  /// The process's helper, started on first use; nullptr if no thread could be started.
+  /// The process's helper, started on first use; nullptr if no thread could be started, or
+  /// in a child forked after it started (fork copies no thread: a job posted to it would
+  /// never run). Never destroyed: its thread sleeps until the process ends, and a forked
+  /// child has no thread to join at exit (std::thread::detach threw there).
   static SecondThread* instance() {
-    static const std::unique_ptr<SecondThread> helper = []() -> std::unique_ptr<SecondThread> {
+    static SecondThread* const helper = []() -> SecondThread* {
       try {
-        return std::make_unique<SecondThread>();
+        return new SecondThread();
       } catch (const std::system_error&) {
         return nullptr;
       }
     }();
-    return helper.get();
+    return helper && helper->pid_ == getpid() ? helper : nullptr;
   }
 
   /// Starts job() on the helper; false if another caller holds it. A started job is
@@ -380,8 +377,7 @@ class SecondThread {
         pause();
         if (spin % 64 == 63 && std::chrono::steady_clock::now() > until) {
           std::unique_lock<std::mutex> lock(mutex_);
-          wake_.wait(lock, [this] { return posted_.load(std::memory_order_relaxed) || quit_; });
-          if (quit_ && !posted_.load(std::memory_order_relaxed)) return;
+          wake_.wait(lock, [this] { return posted_.load(std::memory_order_relaxed); });
         }
       }
       posted_.store(false, std::memory_order_relaxed);
@@ -395,7 +391,7 @@ class SecondThread {
   std::condition_variable wake_;
   std::function<void()> job_;                   // written by the poster before posted_ is set
   std::atomic<bool> posted_{false}, done_{true}, busy_{false};
-  bool quit_ = false;                           // under mutex_
+  const pid_t pid_;                             // the process that started thread_
   std::thread thread_;
 };
 
@@ -409,7 +405,7 @@ bool run_pair(const std::function<void(int)>& f) {
     helper->wait();
     return true;
   }
-  std::thread thread;  // the helper is busy with another caller's crop
+  std::thread thread;  // the helper is busy with another caller's crop, or this is a forked child
   try {
     thread = std::thread([&f] { f(1); });
   } catch (const std::system_error&) {

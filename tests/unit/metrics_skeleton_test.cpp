@@ -3,10 +3,14 @@
 #include <doctest/doctest.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -264,6 +268,32 @@ TEST_SUITE("metrics_skeleton") {
       CHECK(at::equal(one, metrics::skeletonize(mask)));
       CHECK(one.sum().item<int64_t>() > 0);
     }
+    at::set_num_threads(previous);
+  }
+
+  TEST_CASE("a child forked after a two-thread skeleton thins on two threads of its own") {
+    // The second thread persists between calls (metrics/skeleton.cpp, SecondThread); fork()
+    // does not copy it, so a child must not post to it (the job would never run).
+    const int previous = at::get_num_threads();
+    at::set_num_threads(2);
+    at::manual_seed(9);
+    at::Tensor noise = at::avg_pool3d(at::rand({1, 1, 40, 64, 64}), {3, 3, 3}, {1, 1, 1}, {1, 1, 1});
+    const at::Tensor mask = (noise[0][0] > 0.5).to(at::kByte).contiguous();
+    REQUIRE(mask.sum().item<int64_t>() >= 32768);  // large enough for two threads
+    const at::Tensor expected = metrics::skeletonize(mask);
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      alarm(60);  // a hang ends the child with SIGALRM
+      const at::Tensor got = metrics::skeletonize(mask);
+      const bool same = std::memcmp(got.data_ptr(), expected.data_ptr(), expected.nbytes()) == 0;
+      std::exit(same ? 0 : 1);  // static destructors included: the helper's must not join
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(at::equal(metrics::skeletonize(mask), expected));  // the parent's helper still works
     at::set_num_threads(previous);
   }
 
